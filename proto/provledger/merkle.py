@@ -1,0 +1,327 @@
+"""RFC 9162 Merkle trees: hashing, proofs from stored subtrees, and their verification.
+
+Pure code, no I/O. Proof generation reads complete subtree hashes through a
+`NodeReader`, so the node's LevelDB store, an in-memory list and a tile cache all
+share one implementation of RFC 9162 §2.1.3 and §2.1.4.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+
+from provledger.errors import ConsistencyError, InclusionProofError
+
+__all__ = [
+    "EMPTY_ROOT",
+    "CompactRange",
+    "NodeReader",
+    "consistency_proof",
+    "frontier_positions",
+    "inclusion_proof",
+    "inclusion_proofs",
+    "leaf_hash",
+    "list_reader",
+    "node_hash",
+    "root",
+    "root_from_inclusion",
+    "subtree_root",
+    "verify_consistency",
+    "verify_inclusion",
+]
+
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+NodeReader = Callable[[int, int], bytes]
+"""(level, index) -> hash of the complete subtree over leaves [index << level, (index + 1) << level)."""
+
+_sha256 = hashlib.sha256
+
+
+def leaf_hash(leaf: bytes) -> bytes:
+    return _sha256(b"\x00" + leaf).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return _sha256(b"\x01" + left + right).digest()
+
+
+def _split(n: int) -> int:
+    """The largest power of two smaller than n (n >= 2)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def root(leaf_hashes: Sequence[bytes]) -> bytes:
+    """MTH over already-hashed leaves, bottom-up in O(n)."""
+    if not leaf_hashes:
+        return EMPTY_ROOT
+    compact = CompactRange()
+    for h in leaf_hashes:
+        compact.append(h)
+    return compact.root()
+
+
+def frontier_positions(size: int) -> list[tuple[int, int]]:
+    """(level, index) of the perfect subtrees that make up the first `size` leaves, largest first."""
+    positions = []
+    start = 0
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            positions.append((level, start >> level))
+            start += 1 << level
+    return positions
+
+
+def subtree_root(start: int, end: int, node: NodeReader) -> bytes:
+    """MTH(D[start:end]) where `start` is a multiple of the largest power of two below end - start."""
+    size = end - start
+    if size <= 0:
+        if size == 0:
+            return EMPTY_ROOT
+        raise ValueError(f"empty range [{start}, {end})")
+    # Combine the perfect subtrees of the range from the right: RFC 9162 splits
+    # at the largest power of two, which puts every perfect part on the left.
+    parts = []
+    offset = start
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            if offset % (1 << level):
+                raise ValueError(f"range [{start}, {end}) is not aligned to stored subtrees")
+            parts.append(node(level, offset >> level))
+            offset += 1 << level
+    acc = parts[-1]
+    for h in reversed(parts[:-1]):
+        acc = node_hash(h, acc)
+    return acc
+
+
+def inclusion_proof(index: int, size: int, node: NodeReader) -> list[bytes]:
+    """RFC 9162 §2.1.3.1 PATH(index, D[0:size]), leaf side first."""
+    if not 0 <= index < size:
+        raise ValueError(f"index {index} is outside a tree of size {size}")
+    proof: list[bytes] = []
+    start, end = 0, size
+    while end - start > 1:
+        k = _split(end - start)
+        if index < start + k:
+            proof.append(subtree_root(start + k, end, node))
+            end = start + k
+        else:
+            proof.append(node((k.bit_length() - 1), start >> (k.bit_length() - 1)))
+            start += k
+    proof.reverse()
+    return proof
+
+
+def consistency_proof(first: int, second: int, node: NodeReader) -> list[bytes]:
+    """RFC 9162 §2.1.4.1 PROOF(first, D[0:second]); empty when first is 0 or equal to second."""
+    if not 0 <= first <= second:
+        raise ValueError(f"no consistency proof from size {first} to size {second}")
+    if first == 0 or first == second:
+        return []
+    proof: list[bytes] = []
+    start, end, m, complete = 0, second, first, True
+    while True:
+        n = end - start
+        if m == n:
+            if not complete:
+                proof.append(subtree_root(start, end, node))
+            break
+        k = _split(n)
+        if m <= k:
+            proof.append(subtree_root(start + k, end, node))
+            end = start + k
+        else:
+            level = k.bit_length() - 1
+            proof.append(node(level, start >> level))
+            start += k
+            m -= k
+            complete = False
+    proof.reverse()
+    return proof
+
+
+def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
+    """RFC 9162 §2.1.3.2: the root that `proof` joins `leaf` (a leaf hash) to."""
+    if not 0 <= index < size:
+        raise InclusionProofError(f"index {index} is outside a tree of size {size}")
+    fn, sn = index, size - 1
+    r = leaf
+    for p in proof:
+        if sn == 0:
+            raise InclusionProofError("inclusion proof is longer than the tree is deep")
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while fn & 1 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise InclusionProofError("inclusion proof is shorter than the tree is deep")
+    return r
+
+
+def verify_inclusion(
+    index: int, size: int, leaf: bytes, proof: Sequence[bytes], root_hash: bytes
+) -> None:
+    computed = root_from_inclusion(index, size, leaf, proof)
+    if computed != root_hash:
+        raise InclusionProofError(
+            f"leaf {index} does not lead to the root of tree size {size}: "
+            f"computed {computed.hex()}, expected {root_hash.hex()}"
+        )
+
+
+def verify_consistency(
+    first: int, second: int, first_root: bytes, second_root: bytes, proof: Sequence[bytes]
+) -> None:
+    """RFC 9162 §2.1.4.2."""
+
+    def fail(reason: str) -> ConsistencyError:
+        return ConsistencyError(
+            f"tree size {first} is not a prefix of tree size {second}: {reason}",
+            proof=tuple(proof),
+        )
+
+    if not 0 <= first <= second:
+        raise fail("first size is larger than second")
+    if first == second:
+        if proof:
+            raise fail("proof must be empty for equal sizes")
+        if first_root != second_root:
+            raise fail("equal sizes with different roots")
+        return
+    if first == 0:
+        if proof:
+            raise fail("proof must be empty from size 0")
+        return
+    if not proof:
+        raise fail("proof is empty")
+    path = list(proof)
+    if first & (first - 1) == 0:  # a power of two: first_root is the first node
+        path.insert(0, first_root)
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            raise fail("proof is too long")
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while fn & 1 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise fail("proof is too short")
+    if fr != first_root:
+        raise fail(f"computed first root {fr.hex()}, expected {first_root.hex()}")
+    if sr != second_root:
+        raise fail(f"computed second root {sr.hex()}, expected {second_root.hex()}")
+
+
+class CompactRange:
+    """The right edge of a growing tree: its perfect subtrees, largest first, in O(log n) memory."""
+
+    __slots__ = ("_hashes", "size")
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._hashes: list[bytes] = []
+
+    @classmethod
+    def from_frontier(cls, size: int, hashes: Sequence[bytes]) -> CompactRange:
+        if len(hashes) != size.bit_count():
+            raise ValueError(
+                f"a tree of size {size} has {size.bit_count()} frontier hashes, got {len(hashes)}"
+            )
+        compact = cls()
+        compact.size = size
+        compact._hashes = list(hashes)
+        return compact
+
+    def hashes(self) -> list[bytes]:
+        return list(self._hashes)
+
+    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        """Adds one leaf hash; returns the complete nodes it finished, level 0 first."""
+        index = self.size
+        created = [(0, index, leaf)]
+        h = leaf
+        level = 0
+        hashes = self._hashes
+        while index >> level & 1:
+            h = node_hash(hashes.pop(), h)
+            level += 1
+            created.append((level, index >> level, h))
+        hashes.append(h)
+        self.size += 1
+        return created
+
+    def root(self) -> bytes:
+        if not self._hashes:
+            return EMPTY_ROOT
+        acc = self._hashes[-1]
+        for h in reversed(self._hashes[:-1]):
+            acc = node_hash(h, acc)
+        return acc
+
+
+def list_reader(leaf_hashes: Sequence[bytes]) -> NodeReader:
+    """A NodeReader over an in-memory list of leaf hashes (for tests and small trees)."""
+    levels: list[list[bytes]] = [list(leaf_hashes)]
+    while len(levels[-1]) > 1:
+        below = levels[-1]
+        levels.append([node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)])
+
+    def read(level: int, index: int) -> bytes:
+        return levels[level][index]
+
+    return read
+
+
+def inclusion_proofs(indexes: Sequence[int], size: int, node: NodeReader) -> list[list[bytes]]:
+    """PATH(i, D[0:size]) for many leaves at one size, sharing the right-edge subtree roots.
+
+    A block's receipts all prove against the same tree size, and their paths share
+    most incomplete right-edge subtrees; computing each once keeps receipts at a few
+    hash lookups per leaf instead of O(log n) hashes.
+    """
+    memo: dict[tuple[int, int], bytes] = {}
+
+    def cached_root(start: int, end: int) -> bytes:
+        key = (start, end)
+        found = memo.get(key)
+        if found is None:
+            found = memo[key] = subtree_root(start, end, node)
+        return found
+
+    proofs = []
+    for index in indexes:
+        if not 0 <= index < size:
+            raise ValueError(f"index {index} is outside a tree of size {size}")
+        proof: list[bytes] = []
+        start, end = 0, size
+        while end - start > 1:
+            k = _split(end - start)
+            if index < start + k:
+                proof.append(cached_root(start + k, end))
+                end = start + k
+            else:
+                level = k.bit_length() - 1
+                proof.append(node(level, start >> level))
+                start += k
+        proof.reverse()
+        proofs.append(proof)
+    return proofs
