@@ -1,0 +1,68 @@
+"""Shared pieces of the benchmarks: realistic events, process helpers, percentiles."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def training_event(source: str, event_id: str | None = None, pad: int = 0) -> bytes:
+    """A training event of about 500 bytes (as JSON)."""
+    event = {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": source,
+        "type": "provledger.training.v1",
+        "time": "2026-11-26T12:00:00.123Z",
+        "subject": "model:fraud-detector@sha256:" + "ab" * 8,
+        "data": {
+            "run_id": "run-" + uuid.uuid4().hex[:12],
+            "model": {"name": "fraud-detector", "version": "42", "digest": {"sha256": "c" * 64}},
+            "datasets": [{"name": "transactions-2026-11", "digest": {"sha256": "d" * 64}}],
+            "code": {"repo": "https://git.example.com/ml/fraud.git", "commit": "e" * 40},
+            "metrics": {"auc": "0.931", "f1": "0.874"},
+        },
+    }
+    if pad:
+        event["data"]["notes"] = "x" * pad
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def row(name: str, value: str, limit: str = "", ratio: str = "") -> None:
+    print(f"| {name} | {value} | {limit} | {ratio} |", flush=True)
+
+
+def header(title: str) -> None:
+    print(f"\n## {title}\n\n| measure | value | limit | ratio |\n|---|---|---|---|", flush=True)
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1

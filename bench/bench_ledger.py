@@ -1,0 +1,302 @@
+"""Single-node ledger benchmark: durable append throughput, latency, proofs, RSS and restart at scale.
+
+Clients run in other processes over real gRPC on loopback against `python -m ledger`.
+Limits printed beside each figure: the raw RFC 9162 LevelDB store (leaves, leaf-hash
+index and subtree nodes in 1,000-record synchronous batches, measured here) and SHA-256.
+
+    python bench/bench_ledger.py            # 1 M entries (several minutes)
+    python bench/bench_ledger.py --quick    # 100 k entries
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import multiprocessing as mp
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import header, median, percentile, row, rss_mb, training_event  # noqa: E402
+
+
+def raw_store_rate(path: Path, leaves: int = 100_000) -> float:
+    """Leaves/s of a bare RFC 9162 store on plyvel: the ceiling for the node's storage."""
+    import plyvel
+
+    from provledger import merkle
+
+    db = plyvel.DB(str(path), create_if_missing=True, bloom_filter_bits=10, write_buffer_size=32 << 20)
+    leaf = training_event("urn:bench:raw")
+    compact = merkle.CompactRange()
+    start = time.perf_counter()
+    for first in range(0, leaves, 1000):
+        wb = db.write_batch(sync=True)
+        for i in range(first, first + 1000):
+            h = merkle.leaf_hash(leaf + i.to_bytes(8, "big"))
+            key = i.to_bytes(8, "big")
+            wb.put(b"L" + key, leaf)
+            wb.put(b"H" + h, key)
+            for level, index, node in compact.append(h):
+                wb.put(b"N" + bytes((level,)) + index.to_bytes(8, "big"), node)
+        wb.write()
+    elapsed = time.perf_counter() - start
+    db.close()
+    return leaves / elapsed
+
+
+def sha256_rate(size: int = 500, n: int = 200_000) -> float:
+    data = b"x" * size
+    start = time.perf_counter()
+    for _ in range(n):
+        hashlib.sha256(data).digest()
+    return n / (time.perf_counter() - start)
+
+
+def start_node(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+    config = tmp / "node.toml"
+    config.write_text(
+        f'node_id = "bench-1"\ndata_dir = "{tmp / "data"}"\nlisten = "127.0.0.1:{port}"\n'
+        'origin = "bench.provledger.local/log"\nmax_block_entries = 1000\nmax_block_delay_ms = 20\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ledger", "--config", str(config), "--log-level", "WARNING"],
+        stdout=open(tmp / "node.log", "ab"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )
+    wait_ready(f"127.0.0.1:{port}", proc)
+    return proc
+
+
+def wait_ready(address: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> float:
+    import grpc
+
+    from provledger.v1 import ledger_pb2 as pb
+    from provledger.v1 import ledger_pb2_grpc as pb_grpc
+
+    start = time.perf_counter()
+    channel = grpc.insecure_channel(address)
+    stub = pb_grpc.LedgerStub(channel)
+    while time.perf_counter() - start < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"node exited with {proc.returncode}")
+        try:
+            stub.GetStatus(pb.GetStatusRequest(), timeout=0.5)
+            channel.close()
+            return time.perf_counter() - start
+        except grpc.RpcError:
+            time.sleep(0.01)
+    raise SystemExit("node did not become ready")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# client processes
+
+
+def _batch_worker(address: str, worker: int, total: int, batch: int, queue: mp.Queue) -> None:  # type: ignore[type-arg]
+    import grpc
+
+    from provledger.v1 import ledger_pb2 as pb
+    from provledger.v1 import ledger_pb2_grpc as pb_grpc
+
+    stub = pb_grpc.LedgerStub(grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 256 << 20)]))
+    source = f"urn:bench:batch:{worker}:{os.getpid()}"
+    batches = [[training_event(source) for _ in range(batch)] for _ in range(min(4, total // batch or 1))]
+    sent = 0
+    start = time.perf_counter()
+    while sent < total:
+        events = [training_event(source) for _ in range(batch)] if sent // batch >= len(batches) else batches[sent // batch]
+        response = stub.AppendBatch(pb.AppendBatchRequest(events=events), timeout=120)
+        assert all(r.WhichOneof("outcome") == "receipt" for r in response.results)
+        sent += batch
+    queue.put((sent, time.perf_counter() - start))
+
+
+def _stream_worker(address: str, worker: int, total: int, per_stream: int, queue: mp.Queue) -> None:  # type: ignore[type-arg]
+    import grpc
+
+    from provledger.v1 import ledger_pb2 as pb
+    from provledger.v1 import ledger_pb2_grpc as pb_grpc
+
+    stub = pb_grpc.LedgerStub(grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 256 << 20)]))
+    source = f"urn:bench:stream:{worker}:{os.getpid()}"
+    sent = 0
+    start = time.perf_counter()
+    while sent < total:
+        events = [pb.AppendRequest(event=training_event(source)) for _ in range(per_stream)]
+        response = stub.AppendStream(iter(events), timeout=120)
+        assert all(r.WhichOneof("outcome") == "receipt" for r in response.results)
+        sent += per_stream
+    queue.put((sent, time.perf_counter() - start))
+
+
+def _latency_worker(address: str, threads: int, seconds: float, queue: mp.Queue) -> None:  # type: ignore[type-arg]
+    import grpc
+
+    from provledger.v1 import ledger_pb2 as pb
+    from provledger.v1 import ledger_pb2_grpc as pb_grpc
+
+    stub = pb_grpc.LedgerStub(grpc.insecure_channel(address))
+    latencies: list[float] = []
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def loop(n: int) -> None:
+        source = f"urn:bench:single:{n}:{os.getpid()}"
+        mine = []
+        while time.perf_counter() < deadline:
+            raw = training_event(source)
+            t0 = time.perf_counter()
+            stub.Append(pb.AppendRequest(event=raw), timeout=30)
+            mine.append(time.perf_counter() - t0)
+        with lock:
+            latencies.extend(mine)
+
+    ts = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    queue.put(latencies)
+
+
+def run_clients(target, args_list) -> list:  # type: ignore[no-untyped-def]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*a, queue)) for a in args_list]
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return results
+
+
+def proof_latencies(address: str, size: int, n: int) -> tuple[list[float], list[float]]:
+    import grpc
+
+    from provledger.v1 import ledger_pb2 as pb
+    from provledger.v1 import ledger_pb2_grpc as pb_grpc
+
+    stub = pb_grpc.LedgerStub(grpc.insecure_channel(address))
+    rng = random.Random(1)
+    inclusion, consistency = [], []
+    for _ in range(n):
+        i = rng.randrange(size)
+        t0 = time.perf_counter()
+        stub.GetInclusionProof(pb.InclusionProofRequest(index=i, tree_size=size))
+        inclusion.append(time.perf_counter() - t0)
+        a = rng.randrange(1, size)
+        t0 = time.perf_counter()
+        stub.GetConsistencyProof(pb.ConsistencyProofRequest(first=a, second=size))
+        consistency.append(time.perf_counter() - t0)
+    return inclusion, consistency
+
+
+def store_proof_latencies(data_dir: Path, size: int, n: int) -> tuple[list[float], list[float]]:
+    """Proof generation inside the node's store, without the RPC (node stopped)."""
+    from ledger.storage import LevelDBStore
+    from provledger import merkle
+
+    store = LevelDBStore(data_dir / "db")
+    rng = random.Random(2)
+    inc, con = [], []
+    for _ in range(n):
+        i = rng.randrange(size)
+        t0 = time.perf_counter()
+        merkle.inclusion_proof(i, size, store.node)
+        inc.append(time.perf_counter() - t0)
+        a = rng.randrange(1, size)
+        t0 = time.perf_counter()
+        merkle.consistency_proof(a, size, store.node)
+        con.append(time.perf_counter() - t0)
+    store.close()
+    return inc, con
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="100 k entries, shorter phases")
+    args = parser.parse_args()
+    target = 100_000 if args.quick else args.entries
+    with tempfile.TemporaryDirectory(prefix="provledger-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        header("Limits measured in this run")
+        raw = raw_store_rate(tmp / "raw", 50_000 if args.quick else 200_000)
+        sha = sha256_rate()
+        row("raw RFC 9162 LevelDB store (1,000-leaf sync batches)", f"{raw:,.0f} leaves/s")
+        row("SHA-256 of a 500-byte leaf", f"{sha:,.0f} /s")
+
+        port = free_port()
+        address = f"127.0.0.1:{port}"
+        node = start_node(tmp, port)
+        header("Durable appends (clients in other processes, gRPC on loopback)")
+        phase = 20_000 if args.quick else 60_000
+        results = run_clients(_batch_worker, [(address, w, phase // 2, 1000) for w in range(2)])
+        events = sum(r[0] for r in results)
+        seconds = max(r[1] for r in results)
+        rate = events / seconds
+        row("AppendBatch (2 clients, 1,000 events/batch, ~500 B events)", f"{rate:,.0f} events/s", f"{raw:,.0f} leaves/s raw store", f"{rate / raw:.2f}")
+        results = run_clients(_stream_worker, [(address, w, phase // 2, 5000) for w in range(2)])
+        rate_s = sum(r[0] for r in results) / max(r[1] for r in results)
+        row("AppendStream (2 clients, 5,000 events/stream)", f"{rate_s:,.0f} events/s", f"{raw:,.0f} leaves/s raw store", f"{rate_s / raw:.2f}")
+        lat = run_clients(_latency_worker, [(address, 32, 5.0)])[0]
+        row("Append, 32 concurrent unary callers: throughput", f"{len(lat) / 5.0:,.0f} events/s")
+        row("Append latency p50 / p99 (block delay 20 ms)", f"{median(lat) * 1e3:.1f} / {percentile(lat, 99) * 1e3:.1f} ms")
+
+        import grpc
+
+        from provledger.v1 import ledger_pb2 as pb
+        from provledger.v1 import ledger_pb2_grpc as pb_grpc
+
+        stub = pb_grpc.LedgerStub(grpc.insecure_channel(address))
+        size = stub.GetCheckpoint(pb.GetCheckpointRequest()).tree_size
+        if size < target:
+            fill = target - size
+            t0 = time.perf_counter()
+            run_clients(_batch_worker, [(address, 10 + w, fill // 2 + (fill % 2) * (w == 0), 1000) for w in range(2)])
+            print(f"(filled to {target:,} entries in {time.perf_counter() - t0:.0f} s)", flush=True)
+        size = stub.GetCheckpoint(pb.GetCheckpointRequest()).tree_size
+        header(f"At {size:,} entries")
+        row("node RSS", f"{rss_mb(node.pid):,.0f} MB", "300 MB target", f"{rss_mb(node.pid) / 300:.2f}")
+        inc, con = proof_latencies(address, size, 2000)
+        row("inclusion proof over gRPC p50 / p99", f"{median(inc) * 1e6:,.0f} / {percentile(inc, 99) * 1e6:,.0f} µs", "1 ms target")
+        row("consistency proof over gRPC p50 / p99", f"{median(con) * 1e6:,.0f} / {percentile(con, 99) * 1e6:,.0f} µs", "1 ms target")
+
+        node.send_signal(signal.SIGKILL)
+        node.wait()
+        inc_s, con_s = store_proof_latencies(tmp / "data", size, 2000)
+        row("inclusion proof in the store p50 / p99 (cold start)", f"{median(inc_s) * 1e6:,.0f} / {percentile(inc_s, 99) * 1e6:,.0f} µs", f"{1e6 / sha:.1f} µs per SHA-256")
+        row("consistency proof in the store p50 / p99", f"{median(con_s) * 1e6:,.0f} / {percentile(con_s, 99) * 1e6:,.0f} µs")
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ledger", "--config", str(tmp / "node.toml"), "--log-level", "WARNING"],
+            stdout=open(tmp / "node.log", "ab"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+        )
+        wait_ready(address, proc)
+        ready = time.perf_counter() - t0
+        row("restart after SIGKILL until serving (process start included)", f"{ready:.2f} s", "2 s target", f"{ready / 2:.2f}")
+        assert stub.GetCheckpoint(pb.GetCheckpointRequest()).tree_size == size
+        proc.terminate()
+        proc.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""A provledger node: LevelDB storage, the sequencer, the coordinator and the gRPC service."""

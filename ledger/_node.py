@@ -1,0 +1,304 @@
+"""One ledger node: its store, keys, coordinator and sequencer, and every read it serves."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from ledger._auth import Authenticator, Principal
+from ledger._config import NodeConfig
+from ledger._keys import load_or_create_signer
+from ledger.coordinator import Coordinator, LocalCoordinator
+from ledger.sequencer import LogState, Receipt, Sequencer, SequencerLimits
+from ledger.storage import BlockRecord, LevelDBStore
+from provledger import merkle
+from provledger.errors import (
+    InvalidRequestError,
+    LedgerError,
+    NotFoundError,
+    StorageError,
+)
+from provledger.events import decode_json, make_entry
+from provledger.note import Checkpoint, Signer, sign_checkpoint
+
+__all__ = ["EntryView", "ExportFrontier", "LedgerNode"]
+
+log = logging.getLogger(__name__)
+
+TILE_WIDTH = 256
+TILE_HEIGHT = 8
+
+
+@dataclass(frozen=True, slots=True)
+class EntryView:
+    index: int
+    leaf_hash: bytes
+    leaf: bytes
+    block_height: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFrontier:
+    tree_size: int
+    hashes: tuple[bytes, ...]
+
+
+class LedgerNode:
+    def __init__(self, config: NodeConfig, coordinator: Coordinator | None = None) -> None:
+        self.config = config
+        self.store = LevelDBStore(config.data_dir / "db")
+        self.origin = self._origin()
+        keys = config.data_dir / "keys"
+        self.log_signer: Signer = load_or_create_signer(keys / "log.key", self.origin)
+        self.node_signer: Signer = load_or_create_signer(keys / "node.key", config.node_id)
+        self.auth = Authenticator(config.principals, config.public_reads)
+        self.coordinator: Coordinator = coordinator or LocalCoordinator(
+            self.store, config.node_id, config.advertised
+        )
+        self.sequencer = Sequencer(
+            self.store,
+            self.coordinator,
+            origin=self.origin,
+            node_id=config.node_id,
+            log_signer=self.log_signer,
+            limits=SequencerLimits(
+                config.max_block_entries,
+                config.max_block_bytes,
+                config.max_block_delay_ms / 1000.0,
+            ),
+        )
+
+    def _origin(self) -> str:
+        stored = self.store.get_meta("origin")
+        if stored is not None:
+            origin = stored.decode()
+            if self.config.origin and self.config.origin != origin:
+                raise StorageError(
+                    f"{self.config.data_dir} holds log {origin!r}, "
+                    f"not the configured origin {self.config.origin!r}"
+                )
+            return origin
+        origin = self.config.origin or f"localhost/provledger/{secrets.token_hex(4)}"
+        self.store.put_meta("origin", origin.encode())
+        return origin
+
+    def start(self) -> None:
+        term = self.coordinator.campaign()
+        self.sequencer.start(term)
+        log.info(
+            "node %s leads log %s at term %d, tree size %d",
+            self.config.node_id,
+            self.origin,
+            term,
+            self.state.tree_size,
+        )
+
+    def close(self) -> None:
+        self.sequencer.stop()
+        self.coordinator.close()
+        self.store.close()
+
+    @property
+    def state(self) -> LogState:
+        return self.sequencer.state
+
+    # writes
+
+    def admit(self, raw: bytes, principal: Principal) -> Future[Receipt]:
+        """Validates one event (JSON bytes) and queues it; raises on refusal."""
+        self.auth.require_writer(principal)
+        event = decode_json(raw)
+        entry = make_entry(event, principal.name, max_event_bytes=self.config.max_event_bytes)
+        principal.may_write(entry.type)
+        return self.sequencer.submit(entry)
+
+    def append_many(
+        self, raws: Sequence[bytes], principal: Principal
+    ) -> list[Receipt | LedgerError]:
+        futures: list[Future[Receipt] | LedgerError] = []
+        for raw in raws:
+            try:
+                futures.append(self.admit(raw, principal))
+            except LedgerError as exc:
+                futures.append(exc)
+        results: list[Receipt | LedgerError] = []
+        for f in futures:
+            if isinstance(f, LedgerError):
+                results.append(f)
+                continue
+            try:
+                results.append(f.result())
+            except LedgerError as exc:
+                results.append(exc)
+        return results
+
+    # reads
+
+    def entry(self, index: int) -> EntryView:
+        if index >= self.state.tree_size:
+            raise NotFoundError(f"no entry at index {index} (tree size {self.state.tree_size})")
+        leaf = self.store.leaf(index)
+        return EntryView(index, merkle.leaf_hash(leaf), leaf, self.store.block_height_of_index(index))
+
+    def lookup(self, source: str, event_id: str) -> EntryView:
+        index = self.store.index_of_event(source, event_id)
+        if index is None or index >= self.state.tree_size:
+            raise NotFoundError(f"no event with source {source!r} and id {event_id!r}")
+        return self.entry(index)
+
+    def query(
+        self, event_type: str | None, subject: str | None, after: int | None, limit: int
+    ) -> tuple[list[EntryView], int | None]:
+        if not 1 <= limit <= 1000:
+            raise InvalidRequestError("limit: must be between 1 and 1000")
+        size = self.state.tree_size
+        indexes = [i for i in self.store.query(event_type, subject, after, limit + 1) if i < size]
+        more = len(indexes) > limit
+        page = indexes[:limit]
+        return [self.entry(i) for i in page], (page[-1] if more else None)
+
+    def block(self, height: int) -> BlockRecord:
+        state = self.state
+        if state.height is None or height > state.height:
+            raise NotFoundError(f"no block at height {height}")
+        return self.store.block(height)
+
+    def block_leaves(self, record: BlockRecord) -> list[bytes]:
+        return list(self.store.leaves(record.first_index, record.count))
+
+    def blocks(self, start: int, limit: int) -> list[BlockRecord]:
+        if not 1 <= limit <= 1000:
+            raise InvalidRequestError("limit: must be between 1 and 1000")
+        state = self.state
+        if state.height is None:
+            return []
+        return [self.store.block(h) for h in range(start, min(state.height + 1, start + limit))]
+
+    def checkpoint_at(self, tree_size: int) -> str:
+        """The signed checkpoint of an earlier tree size (deterministic: Ed25519, no timestamp)."""
+        state = self.state
+        if tree_size == state.tree_size:
+            return state.checkpoint
+        root_hash = self.root_at(tree_size)
+        return sign_checkpoint(Checkpoint(self.origin, tree_size, root_hash), self.log_signer)
+
+    def root_at(self, tree_size: int) -> bytes:
+        self._check_size(tree_size, "tree_size")
+        if tree_size == self.state.tree_size:
+            return self.state.root_hash
+        return merkle.subtree_root(0, tree_size, self.store.node)
+
+    def _check_size(self, tree_size: int, name: str) -> int:
+        current = self.state.tree_size
+        if tree_size > current:
+            raise InvalidRequestError(f"{name}: {tree_size} is beyond the log's size {current}")
+        return current
+
+    def inclusion(
+        self, index: int | None, leaf_hash: bytes | None, tree_size: int | None
+    ) -> tuple[int, int, bytes, list[bytes], str]:
+        """(index, tree_size, leaf_hash, proof, checkpoint if tree_size was not given)."""
+        state = self.state
+        size = state.tree_size if tree_size is None else tree_size
+        self._check_size(size, "tree_size")
+        if index is None:
+            if leaf_hash is None:
+                raise InvalidRequestError("index or leaf_hash: one is required")
+            index = self.store.index_of_leaf_hash(leaf_hash)
+            if index is None or index >= state.tree_size:
+                raise NotFoundError(f"no entry with leaf hash {leaf_hash.hex()}")
+        if index >= size:
+            if index >= state.tree_size:
+                raise NotFoundError(f"no entry at index {index} (tree size {state.tree_size})")
+            raise InvalidRequestError(f"index {index} is not in a tree of size {size}")
+        proof = merkle.inclusion_proof(index, size, self.store.node)
+        found = merkle.leaf_hash(self.store.leaf(index))
+        checkpoint = state.checkpoint if tree_size is None else ""
+        return index, size, found, proof, checkpoint
+
+    def consistency(self, first: int, second: int) -> list[bytes]:
+        if first > second:
+            raise InvalidRequestError(f"first: {first} is larger than second ({second})")
+        self._check_size(second, "second")
+        return merkle.consistency_proof(first, second, self.store.node)
+
+    def tile(self, level: int, index: int, width: int, entries: bool) -> bytes:
+        """A C2SP tlog-tiles hash tile or entry bundle of `width` (1..256) items."""
+        if not 1 <= width <= TILE_WIDTH:
+            raise InvalidRequestError("width: must be between 1 and 256")
+        size = self.state.tree_size
+        first = index * TILE_WIDTH
+        if entries:
+            if first + width > size:
+                raise NotFoundError(f"entry bundle {index} of width {width} is beyond tree size {size}")
+            out = bytearray()
+            for leaf in self.store.leaves(first, width):
+                out += len(leaf).to_bytes(2, "big") + leaf
+            return bytes(out)
+        if level > 7:
+            raise NotFoundError(f"no tiles at level {level}")
+        tree_level = level * TILE_HEIGHT
+        available = size >> tree_level
+        if first + width > available:
+            raise NotFoundError(f"tile {level}/{index} of width {width} is beyond tree size {size}")
+        return b"".join(self.store.nodes(tree_level, first, width))
+
+    def export(
+        self, start: int, end: int | None
+    ) -> Iterator[ExportFrontier | tuple[BlockRecord, list[bytes]] | str]:
+        """Frontier (when start > 0), then each block with its leaves, then the checkpoint."""
+        state = self.state
+        if state.height is None:
+            if start > 0 or (end is not None and end > 0):
+                raise NotFoundError("the log has no blocks yet")
+            yield state.checkpoint
+            return
+        last = state.height if end is None else end
+        if start > last or last > state.height:
+            raise InvalidRequestError(
+                f"from/to: blocks {start} to {last} are not within heights 0 to {state.height}"
+            )
+        first_block = self.store.block(start)
+        if start > 0:
+            size = first_block.first_index
+            hashes = tuple(
+                self.store.node(level, i) for level, i in merkle.frontier_positions(size)
+            )
+            yield ExportFrontier(size, hashes)
+        tree_size = 0
+        for height in range(start, last + 1):
+            record = first_block if height == start else self.store.block(height)
+            tree_size = record.first_index + record.count
+            yield record, self.block_leaves(record)
+        yield self.checkpoint_at(tree_size)
+
+    def status(self) -> dict[str, Any]:
+        state = self.state
+        leader = self.coordinator.leader()
+        return {
+            "node": self.config.node_id,
+            "role": "leader" if self.coordinator.is_leader() else "follower",
+            "leader": leader[0] if leader else "",
+            "leader_address": leader[1] if leader else "",
+            "term": state.term,
+            "height": state.height,
+            "head_hash": state.head_hash,
+            "tree_size": state.tree_size,
+            "pid": os.getpid(),
+        }
+
+    def node_keys(self) -> list[tuple[str, str]]:
+        return [(self.config.node_id, self.node_signer.verifier_key)]
+
+    def idempotent_batch(self, key: str) -> dict[str, Any] | None:
+        raw = self.store.idempotency(key)
+        return None if raw is None else dict(json.loads(raw))
+
+    def remember_batch(self, key: str, value: dict[str, Any]) -> None:
+        self.store.put_idempotency(key, json.dumps(value).encode())

@@ -1,0 +1,348 @@
+"""The leader's write path: admit entries, seal them into signed blocks, commit, acknowledge.
+
+Admission (any request thread) checks `(source, id)` against committed and pending
+entries and queues the entry. One sequencer thread seals a block when it holds
+`max_block_entries` entries, `max_block_bytes` bytes, or `max_block_delay` after its
+first entry; integrates it into the tree; signs header and checkpoint; commits
+through the coordinator and the store; then resolves the waiting futures. Nothing is
+acknowledged before the block is durable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from ledger.coordinator import CommitRecord, Coordinator
+from ledger.storage import BlockRecord, Head, LevelDBStore, NewLeaf
+from provledger import merkle
+from provledger.blocks import GENESIS_PREV_HASH, BlockHeader, sign_header, timestamp_ms
+from provledger.errors import ConflictError, LedgerError, StorageError, UnavailableError
+from provledger.events import LedgerEntry
+from provledger.note import Checkpoint, Signer, sign_checkpoint
+
+__all__ = ["LogState", "Receipt", "Sequencer", "SequencerLimits"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    index: int
+    leaf_hash: bytes
+    block_height: int
+    tree_size: int
+    inclusion: tuple[bytes, ...]
+    checkpoint: str
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LogState:
+    """A consistent snapshot of the committed log, swapped whole after each block."""
+
+    tree_size: int
+    root_hash: bytes
+    height: int | None
+    head_hash: bytes
+    term: int
+    checkpoint: str
+    frontier: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SequencerLimits:
+    max_block_entries: int = 1000
+    max_block_bytes: int = 1024 * 1024
+    max_block_delay: float = 0.020
+
+
+@dataclass(slots=True)
+class _Pending:
+    entry: LedgerEntry
+    leaf_hash: bytes
+    future: Future[Receipt]
+
+
+@dataclass(frozen=True, slots=True)
+class SealedBlock:
+    """A committed block as the store and the replication layer see it."""
+
+    record: BlockRecord
+    leaves: tuple[bytes, ...]
+
+
+def load_state(store: LevelDBStore, origin: str, log_signer: Signer) -> LogState:
+    """The committed state from the store: O(log n) reads, no replay."""
+    head = store.head()
+    if head is None:
+        note = sign_checkpoint(Checkpoint(origin, 0, merkle.EMPTY_ROOT), log_signer)
+        return LogState(0, merkle.EMPTY_ROOT, None, GENESIS_PREV_HASH, 0, note, ())
+    frontier = tuple(store.node(level, index) for level, index in merkle.frontier_positions(head.tree_size))
+    root_hash = merkle.CompactRange.from_frontier(head.tree_size, frontier).root()
+    note = sign_checkpoint(Checkpoint(origin, head.tree_size, root_hash), log_signer)
+    return LogState(head.tree_size, root_hash, head.height, head.header_hash, head.term, note, frontier)
+
+
+class Sequencer:
+    def __init__(
+        self,
+        store: LevelDBStore,
+        coordinator: Coordinator,
+        *,
+        origin: str,
+        node_id: str,
+        log_signer: Signer,
+        limits: SequencerLimits,
+        encode_block: Callable[[SealedBlock], bytes] | None = None,
+        on_commit: Callable[[SealedBlock, LogState], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._coordinator = coordinator
+        self._origin = origin
+        self._node_id = node_id
+        self._signer = log_signer
+        self._limits = limits
+        self._encode_block = encode_block
+        self._on_commit = on_commit
+        self.state = load_state(store, origin, log_signer)
+        self._term = 0
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._queue: deque[_Pending] = deque()
+        self._queued_bytes = 0
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._running = False
+        self._failed: LedgerError | None = None
+        self._thread: threading.Thread | None = None
+
+    # lifecycle
+
+    def start(self, term: int) -> None:
+        self._term = term
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name="sequencer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._running = False
+            self._wakeup.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._fail_all(UnavailableError("the node is shutting down", retry_after=1))
+
+    def set_state(self, state: LogState) -> None:
+        """Adopts a state committed elsewhere (a follower applying a leader's block)."""
+        with self._lock:
+            self.state = state
+
+    # admission
+
+    def submit(self, entry: LedgerEntry) -> Future[Receipt]:
+        """Queues an entry; an identical retry shares the original's future or receipt."""
+        key = (entry.source, entry.id)
+        with self._lock:
+            if self._failed is not None:
+                raise self._failed
+            if not self._running:
+                raise UnavailableError("this node is not sequencing (not the leader)", retry_after=1)
+            pending = self._pending.get(key)
+            if pending is not None:
+                if pending.entry.leaf != entry.leaf:
+                    raise _conflict(entry)
+                return pending.future
+            index = self._store.index_of_event(entry.source, entry.id)
+            if index is None:
+                future: Future[Receipt] = Future()
+                pending = _Pending(entry, merkle.leaf_hash(entry.leaf), future)
+                self._pending[key] = pending
+                self._queue.append(pending)
+                self._queued_bytes += len(entry.leaf)
+                if len(self._queue) == 1 or len(self._queue) >= self._limits.max_block_entries:
+                    self._wakeup.notify()
+                return future
+        if self._store.leaf(index) != entry.leaf:
+            raise _conflict(entry)
+        done: Future[Receipt] = Future()
+        done.set_result(self.receipt_for(index, duplicate=True))
+        return done
+
+    def receipt_for(self, index: int, *, duplicate: bool) -> Receipt:
+        state = self.state
+        leaf_hash = merkle.leaf_hash(self._store.leaf(index))
+        proof = merkle.inclusion_proof(index, state.tree_size, self._store.node)
+        return Receipt(
+            index=index,
+            leaf_hash=leaf_hash,
+            block_height=self._store.block_height_of_index(index),
+            tree_size=state.tree_size,
+            inclusion=tuple(proof),
+            checkpoint=state.checkpoint,
+            duplicate=duplicate,
+        )
+
+    # sequencing
+
+    def _take_batch(self) -> list[_Pending] | None:
+        limits = self._limits
+        with self._lock:
+            while self._running and not self._queue:
+                self._wakeup.wait()
+            if not self._running:
+                return None
+            deadline = time.monotonic() + limits.max_block_delay
+            while (
+                self._running
+                and len(self._queue) < limits.max_block_entries
+                and self._queued_bytes < limits.max_block_bytes
+            ):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._wakeup.wait(remaining)
+            batch: list[_Pending] = []
+            size = 0
+            while self._queue and len(batch) < limits.max_block_entries:
+                nxt = len(self._queue[0].entry.leaf)
+                if batch and size + nxt > limits.max_block_bytes:
+                    break
+                batch.append(self._queue.popleft())
+                size += nxt
+            self._queued_bytes -= size
+            return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if batch is None:
+                return
+            try:
+                receipts = self._seal_and_commit(batch)
+            except StorageError as exc:
+                log.error("storage failed, the node stops sequencing: %s", exc)
+                self._finish(batch, exc)
+                with self._lock:
+                    self._failed = UnavailableError(f"storage failed: {exc}", retry_after=5)
+                    self._running = False
+                self._fail_all(self._failed)
+                return
+            except LedgerError as exc:
+                log.warning("block not committed: %s", exc)
+                self._finish(batch, exc)
+                continue
+            except Exception as exc:  # a bug: fail the batch, keep the node alive
+                log.exception("sealing a block failed")
+                self._finish(batch, UnavailableError(f"internal error while sealing: {exc}"))
+                continue
+            self._finish(batch, receipts)
+
+    def _seal_and_commit(self, batch: list[_Pending]) -> list[Receipt]:
+        state = self.state
+        first = state.tree_size
+        height = 0 if state.height is None else state.height + 1
+        compact = merkle.CompactRange.from_frontier(first, state.frontier)
+        known: dict[tuple[int, int], bytes] = dict(
+            zip(merkle.frontier_positions(first), state.frontier, strict=True)
+        )
+        nodes: list[tuple[int, int, bytes]] = []
+        block_compact = merkle.CompactRange()
+        leaf_hashes = []
+        for p in batch:
+            created = compact.append(p.leaf_hash)
+            nodes.extend(created)
+            for level, index, h in created:
+                known[(level, index)] = h
+            block_compact.append(p.leaf_hash)
+            leaf_hashes.append(p.leaf_hash)
+        tree_size = compact.size
+        tree_root = compact.root()
+        header = BlockHeader(
+            height=height,
+            prev_hash=state.head_hash,
+            first_index=first,
+            count=len(batch),
+            entries_root=block_compact.root(),
+            tree_size=tree_size,
+            tree_root=tree_root,
+            timestamp=timestamp_ms(),
+            leader=self._node_id,
+            term=self._term,
+        )
+        header_bytes = header.canonical()
+        header_hash = hashlib.sha256(header_bytes).digest()
+        signature = sign_header(header_bytes, self._node_id, self._signer)
+        checkpoint = sign_checkpoint(Checkpoint(self._origin, tree_size, tree_root), self._signer)
+        record = BlockRecord(
+            height=height,
+            header=header_bytes,
+            header_hash=header_hash,
+            signatures=(signature.to_json(),),
+            first_index=first,
+            count=len(batch),
+        )
+        sealed = SealedBlock(record, tuple(p.entry.leaf for p in batch))
+        payload = self._encode_block(sealed) if self._encode_block and self._coordinator.needs_payload else b""
+        self._coordinator.commit(
+            CommitRecord(height, header_hash, state.head_hash, self._term, payload)
+        )
+        self._store.apply_block(
+            record,
+            [
+                NewLeaf(p.entry.leaf, p.leaf_hash, p.entry.source, p.entry.id, p.entry.type, p.entry.subject)
+                for p in batch
+            ],
+            nodes,
+            Head(height, header_hash, tree_size, self._term),
+        )
+        new_state = LogState(
+            tree_size, tree_root, height, header_hash, self._term, checkpoint, tuple(compact.hashes())
+        )
+        with self._lock:
+            self.state = new_state
+        if self._on_commit is not None:
+            self._on_commit(sealed, new_state)
+
+        def node(level: int, index: int) -> bytes:
+            found = known.get((level, index))
+            return found if found is not None else self._store.node(level, index)
+
+        proofs = merkle.inclusion_proofs(range(first, tree_size), tree_size, node)
+        return [
+            Receipt(first + i, leaf_hashes[i], height, tree_size, tuple(proofs[i]), checkpoint)
+            for i in range(len(batch))
+        ]
+
+    def _finish(self, batch: list[_Pending], outcome: list[Receipt] | LedgerError) -> None:
+        with self._lock:
+            for p in batch:
+                self._pending.pop((p.entry.source, p.entry.id), None)
+        for i, p in enumerate(batch):
+            if isinstance(outcome, LedgerError):
+                p.future.set_exception(outcome)
+            else:
+                p.future.set_result(outcome[i])
+
+    def _fail_all(self, error: LedgerError) -> None:
+        with self._lock:
+            waiting = list(self._queue)
+            self._queue.clear()
+            self._queued_bytes = 0
+            for p in waiting:
+                self._pending.pop((p.entry.source, p.entry.id), None)
+        for p in waiting:
+            if not p.future.done():
+                p.future.set_exception(error)
+
+
+def _conflict(entry: LedgerEntry) -> ConflictError:
+    return ConflictError(
+        f"(source, id) = ({entry.source!r}, {entry.id!r}) is already taken by a different event "
+        "or another submitter"
+    )

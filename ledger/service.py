@@ -1,0 +1,391 @@
+"""The node's gRPC service: protobuf in and out, and the one error-to-status table."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+
+from ledger._auth import Principal
+from ledger._node import EntryView, ExportFrontier, LedgerNode
+from ledger.sequencer import Receipt
+from ledger.storage import BlockRecord
+from provledger.errors import (
+    InvalidEventError,
+    InvalidRequestError,
+    LedgerError,
+    TooLargeError,
+    UnavailableError,
+)
+from provledger.v1 import ledger_pb2 as pb
+from provledger.v1 import ledger_pb2_grpc as pb_grpc
+
+__all__ = ["LedgerService", "serve"]
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 10_000
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+IDEMPOTENCY_TTL = 24 * 3600
+
+STATUS_CODES: dict[int, grpc.StatusCode] = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.ALREADY_EXISTS,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    500: grpc.StatusCode.INTERNAL,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+
+T = TypeVar("T")
+
+
+def problem_of(error: LedgerError) -> pb.Problem:
+    p = pb.Problem(status=error.status, title=error.title, detail=error.detail)
+    if isinstance(error, InvalidEventError):
+        p.errors.extend(pb.FieldError(path=e.path, message=e.message) for e in error.errors)
+    if isinstance(error, UnavailableError):
+        p.retry_after = error.retry_after
+    return p
+
+
+def abort(context: grpc.ServicerContext, error: LedgerError) -> NoReturn:
+    context.set_trailing_metadata((("provledger-problem-bin", problem_of(error).SerializeToString()),))
+    context.abort(STATUS_CODES.get(error.status, grpc.StatusCode.INTERNAL), error.detail)
+    raise AssertionError("unreachable")
+
+
+def receipt_pb(r: Receipt) -> pb.Receipt:
+    return pb.Receipt(
+        index=r.index,
+        leaf_hash=r.leaf_hash,
+        block_height=r.block_height,
+        tree_size=r.tree_size,
+        inclusion=r.inclusion,
+        checkpoint=r.checkpoint,
+        duplicate=r.duplicate,
+    )
+
+
+def entry_pb(e: EntryView) -> pb.Entry:
+    return pb.Entry(index=e.index, leaf_hash=e.leaf_hash, leaf=e.leaf, block_height=e.block_height)
+
+
+def block_pb(record: BlockRecord, leaves: list[bytes] | None = None) -> pb.Block:
+    return pb.Block(
+        header=record.header,
+        hash=record.header_hash,
+        signatures=[pb.BlockSignature(**s) for s in record.signatures],
+        leaves=leaves or (),
+        first_index=record.first_index,
+        count=record.count,
+    )
+
+
+class LedgerService(pb_grpc.LedgerServicer):
+    def __init__(self, node: LedgerNode) -> None:
+        self.node = node
+        self._key_locks: dict[str, threading.Lock] = {}
+        self._key_locks_guard = threading.Lock()
+
+    # plumbing
+
+    def _principal(self, context: grpc.ServicerContext) -> Principal:
+        authorization = None
+        for key, value in context.invocation_metadata():
+            if key == "authorization":
+                authorization = value if isinstance(value, str) else value.decode()
+        return self.node.auth.authenticate(authorization)
+
+    def _read(self, context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
+        try:
+            self.node.auth.require_reader(self._principal(context))
+            return fn()
+        except LedgerError as exc:
+            abort(context, exc)
+
+    # writes
+
+    def Append(self, request: pb.AppendRequest, context: grpc.ServicerContext) -> pb.Receipt:
+        try:
+            principal = self._principal(context)
+            return receipt_pb(self.node.admit(request.event, principal).result())
+        except LedgerError as exc:
+            abort(context, exc)
+
+    def AppendBatch(
+        self, request: pb.AppendBatchRequest, context: grpc.ServicerContext
+    ) -> pb.AppendBatchResponse:
+        try:
+            principal = self._principal(context)
+            self.node.auth.require_writer(principal)
+            count = len(request.events)
+            if count == 0:
+                raise InvalidEventError([], "events: a batch needs 1 to 10000 events, got 0")
+            if count > MAX_BATCH:
+                raise TooLargeError(f"events: a batch holds at most {MAX_BATCH} events, got {count}")
+            if not request.idempotency_key:
+                return self._append_all(list(request.events), principal)
+            return self._append_idempotent(request, principal)
+        except LedgerError as exc:
+            abort(context, exc)
+
+    def _append_idempotent(
+        self, request: pb.AppendBatchRequest, principal: Principal
+    ) -> pb.AppendBatchResponse:
+        key = request.idempotency_key
+        if len(key) > 256:
+            raise InvalidRequestError("Idempotency-Key: at most 256 characters")
+        digest = request.request_digest or _digest_events(request.events)
+        scoped = f"{principal.name}\x00{key}"
+        with self._key_locks_guard:
+            lock = self._key_locks.setdefault(scoped, threading.Lock())
+        with lock:
+            seen = self.node.idempotent_batch(scoped)
+            if seen is not None and time.time() - seen["created"] < IDEMPOTENCY_TTL:
+                if seen["digest"] != digest.hex():
+                    raise InvalidEventError(
+                        [],
+                        f"Idempotency-Key {key!r} was used with a different request body",
+                    )
+                return pb.AppendBatchResponse.FromString(base64.b64decode(seen["response"]))
+            response = self._append_all(list(request.events), principal)
+            self.node.remember_batch(
+                scoped,
+                {
+                    "digest": digest.hex(),
+                    "created": time.time(),
+                    "response": base64.b64encode(response.SerializeToString()).decode(),
+                },
+            )
+        with self._key_locks_guard:
+            self._key_locks.pop(scoped, None)
+        return response
+
+    def _append_all(self, events: list[bytes], principal: Principal) -> pb.AppendBatchResponse:
+        results = self.node.append_many(events, principal)
+        out = pb.AppendBatchResponse()
+        for r in results:
+            if isinstance(r, LedgerError):
+                out.results.append(pb.AppendResult(error=problem_of(r)))
+            else:
+                out.results.append(pb.AppendResult(receipt=receipt_pb(r)))
+        return out
+
+    def AppendStream(
+        self, request_iterator: Iterator[pb.AppendRequest], context: grpc.ServicerContext
+    ) -> pb.AppendBatchResponse:
+        try:
+            principal = self._principal(context)
+            self.node.auth.require_writer(principal)
+            pending: list[futures.Future[Receipt] | LedgerError] = []
+            for request in request_iterator:
+                try:
+                    pending.append(self.node.admit(request.event, principal))
+                except LedgerError as exc:
+                    pending.append(exc)
+            out = pb.AppendBatchResponse()
+            for item in pending:
+                if isinstance(item, LedgerError):
+                    out.results.append(pb.AppendResult(error=problem_of(item)))
+                    continue
+                try:
+                    out.results.append(pb.AppendResult(receipt=receipt_pb(item.result())))
+                except LedgerError as exc:
+                    out.results.append(pb.AppendResult(error=problem_of(exc)))
+            return out
+        except LedgerError as exc:
+            abort(context, exc)
+
+    # reads
+
+    def GetEntry(self, request: pb.GetEntryRequest, context: grpc.ServicerContext) -> pb.Entry:
+        return self._read(context, lambda: entry_pb(self.node.entry(request.index)))
+
+    def LookupEvent(
+        self, request: pb.LookupEventRequest, context: grpc.ServicerContext
+    ) -> pb.Entry:
+        return self._read(context, lambda: entry_pb(self.node.lookup(request.source, request.id)))
+
+    def QueryEvents(
+        self, request: pb.QueryEventsRequest, context: grpc.ServicerContext
+    ) -> pb.QueryEventsResponse:
+        def run() -> pb.QueryEventsResponse:
+            after = request.after if request.HasField("after") else None
+            entries, next_after = self.node.query(
+                request.type or None, request.subject or None, after, request.limit or 100
+            )
+            out = pb.QueryEventsResponse(entries=[entry_pb(e) for e in entries])
+            if next_after is not None:
+                out.next_after = next_after
+            return out
+
+        return self._read(context, run)
+
+    def GetBlock(self, request: pb.GetBlockRequest, context: grpc.ServicerContext) -> pb.Block:
+        def run() -> pb.Block:
+            record = self.node.block(request.height)
+            leaves = self.node.block_leaves(record) if request.include_leaves else None
+            return block_pb(record, leaves)
+
+        return self._read(context, run)
+
+    def ListBlocks(
+        self, request: pb.ListBlocksRequest, context: grpc.ServicerContext
+    ) -> pb.ListBlocksResponse:
+        return self._read(
+            context,
+            lambda: pb.ListBlocksResponse(
+                blocks=[block_pb(b) for b in self.node.blocks(request.from_height, request.limit or 100)]
+            ),
+        )
+
+    def GetCheckpoint(
+        self, request: pb.GetCheckpointRequest, context: grpc.ServicerContext
+    ) -> pb.Checkpoint:
+        def run() -> pb.Checkpoint:
+            state = self.node.state
+            out = pb.Checkpoint(note=state.checkpoint, tree_size=state.tree_size, root_hash=state.root_hash)
+            if state.height is not None:
+                out.block_height = state.height
+            return out
+
+        return self._read(context, run)
+
+    def GetLogInfo(self, request: pb.GetLogInfoRequest, context: grpc.ServicerContext) -> pb.LogInfo:
+        def run() -> pb.LogInfo:
+            state = self.node.state
+            out = pb.LogInfo(
+                origin=self.node.origin,
+                tree_size=state.tree_size,
+                root_hash=state.root_hash,
+                verifier_key=self.node.log_signer.verifier_key,
+                checkpoint=state.checkpoint,
+                nodes=[pb.NodeKey(node=n, verifier_key=k) for n, k in self.node.node_keys()],
+            )
+            if state.height is not None:
+                out.block_height = state.height
+            return out
+
+        return self._read(context, run)
+
+    def GetInclusionProof(
+        self, request: pb.InclusionProofRequest, context: grpc.ServicerContext
+    ) -> pb.InclusionProof:
+        def run() -> pb.InclusionProof:
+            target = request.WhichOneof("target")
+            index = request.index if target == "index" else None
+            leaf_hash = request.leaf_hash if target == "leaf_hash" else None
+            if target is None:
+                raise InvalidRequestError("index or leaf_hash: one is required")
+            size = request.tree_size if request.HasField("tree_size") else None
+            i, n, h, proof, checkpoint = self.node.inclusion(index, leaf_hash, size)
+            return pb.InclusionProof(index=i, tree_size=n, leaf_hash=h, hashes=proof, checkpoint=checkpoint)
+
+        return self._read(context, run)
+
+    def GetConsistencyProof(
+        self, request: pb.ConsistencyProofRequest, context: grpc.ServicerContext
+    ) -> pb.ConsistencyProof:
+        return self._read(
+            context,
+            lambda: pb.ConsistencyProof(
+                first=request.first,
+                second=request.second,
+                hashes=self.node.consistency(request.first, request.second),
+            ),
+        )
+
+    def Export(
+        self, request: pb.ExportRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.ExportItem]:
+        try:
+            self.node.auth.require_reader(self._principal(context))
+            end = request.to_height if request.HasField("to_height") else None
+            for item in self.node.export(request.from_height, end):
+                if isinstance(item, ExportFrontier):
+                    yield pb.ExportItem(frontier=pb.Frontier(tree_size=item.tree_size, hashes=item.hashes))
+                elif isinstance(item, str):
+                    yield pb.ExportItem(checkpoint=item)
+                else:
+                    record, leaves = item
+                    yield pb.ExportItem(block=block_pb(record, leaves))
+        except LedgerError as exc:
+            abort(context, exc)
+
+    def GetTile(self, request: pb.GetTileRequest, context: grpc.ServicerContext) -> pb.Tile:
+        return self._read(
+            context,
+            lambda: pb.Tile(
+                data=self.node.tile(request.level, request.index, request.width or 256, request.entries)
+            ),
+        )
+
+    def GetStatus(self, request: pb.GetStatusRequest, context: grpc.ServicerContext) -> pb.NodeStatus:
+        status = self.node.status()
+        out = pb.NodeStatus(
+            node=status["node"],
+            role=status["role"],
+            leader=status["leader"],
+            leader_address=status["leader_address"],
+            term=status["term"],
+            head_hash=status["head_hash"],
+            tree_size=status["tree_size"],
+            pid=status["pid"],
+        )
+        if status["height"] is not None:
+            out.height = status["height"]
+        return out
+
+
+def _digest_events(events: Any) -> bytes:
+    h = hashlib.sha256()
+    for raw in events:
+        h.update(len(raw).to_bytes(4, "big"))
+        h.update(raw)
+    return h.digest()
+
+
+def server_credentials(node: LedgerNode) -> grpc.ServerCredentials | None:
+    tls = node.config.tls
+    if tls is None:
+        return None
+    return grpc.ssl_server_credentials(
+        [(tls.key.read_bytes(), tls.cert.read_bytes())],
+        root_certificates=tls.ca.read_bytes(),
+        require_client_auth=True,
+    )
+
+
+def serve(node: LedgerNode, extra: Callable[[grpc.Server], None] | None = None) -> grpc.Server:
+    """Starts the gRPC server on the configured address (the node must already be started)."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=node.config.workers, thread_name_prefix="grpc"),
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    pb_grpc.add_LedgerServicer_to_server(LedgerService(node), server)
+    if extra is not None:
+        extra(server)
+    credentials = server_credentials(node)
+    if credentials is None:
+        port = server.add_insecure_port(node.config.listen)
+    else:
+        port = server.add_secure_port(node.config.listen, credentials)
+    if port == 0:
+        raise OSError(f"cannot listen on {node.config.listen}")
+    server.start()
+    return server

@@ -1,0 +1,261 @@
+"""The node's LevelDB database (the only module that imports plyvel)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import plyvel
+
+from ledger.storage import _codec as codec
+from provledger.errors import NotFoundError, StorageError
+
+__all__ = ["BlockRecord", "Head", "LevelDBStore", "NewLeaf"]
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The committed tip: the last block and the tree it leaves."""
+
+    height: int
+    header_hash: bytes
+    tree_size: int
+    term: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewLeaf:
+    leaf: bytes
+    leaf_hash: bytes
+    source: str
+    id: str
+    type: str
+    subject: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRecord:
+    height: int
+    header: bytes
+    header_hash: bytes
+    signatures: tuple[dict[str, str], ...]
+    first_index: int
+    count: int
+
+
+class LevelDBStore:
+    """Leaves, indexes, stored subtree hashes and signed block headers of one log."""
+
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = plyvel.DB(
+                str(path),
+                create_if_missing=create,
+                bloom_filter_bits=10,
+                lru_cache_size=64 * 1024 * 1024,
+                write_buffer_size=32 * 1024 * 1024,
+            )
+        except plyvel.Error as exc:
+            raise StorageError(f"cannot open LevelDB at {path}: {exc}") from exc
+        self._write_lock = threading.Lock()
+        version = self._db.get(codec.meta_key("format"))
+        if version is None:
+            if self._db.get(codec.meta_key("head")) is not None:
+                raise StorageError(f"{path}: database has data but no format version")
+            self._db.put(codec.meta_key("format"), codec.FORMAT_VERSION, sync=True)
+        elif version != codec.FORMAT_VERSION:
+            raise StorageError(
+                f"{path}: unsupported storage format {version!r}, "
+                f"this node reads {codec.FORMAT_VERSION!r}"
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    # metadata
+
+    def get_meta(self, name: str) -> bytes | None:
+        value: bytes | None = self._db.get(codec.meta_key(name))
+        return value
+
+    def put_meta(self, name: str, value: bytes) -> None:
+        self._db.put(codec.meta_key(name), value, sync=True)
+
+    def head(self) -> Head | None:
+        raw = self.get_meta("head")
+        if raw is None:
+            return None
+        obj = json.loads(raw)
+        return Head(
+            height=obj["height"],
+            header_hash=bytes.fromhex(obj["hash"]),
+            tree_size=obj["tree_size"],
+            term=obj["term"],
+        )
+
+    # reads
+
+    def leaf(self, index: int) -> bytes:
+        value: bytes | None = self._db.get(codec.leaf_key(index))
+        if value is None:
+            raise NotFoundError(f"no entry at index {index}")
+        return value
+
+    def leaves(self, start: int, count: int) -> Iterator[bytes]:
+        it = self._db.iterator(
+            start=codec.leaf_key(start), stop=codec.leaf_key(start + count), include_key=False
+        )
+        with it:
+            yield from it
+
+    def index_of_leaf_hash(self, leaf_hash: bytes) -> int | None:
+        value = self._db.get(codec.leaf_hash_key(leaf_hash))
+        return None if value is None else codec.read_u64(value)
+
+    def index_of_event(self, source: str, event_id: str) -> int | None:
+        value = self._db.get(codec.event_id_key(source, event_id))
+        return None if value is None else codec.read_u64(value)
+
+    def node(self, level: int, index: int) -> bytes:
+        value: bytes | None = self._db.get(codec.node_key(level, index))
+        if value is None:
+            raise StorageError(f"missing tree node at level {level}, index {index}")
+        return value
+
+    def nodes(self, level: int, start: int, count: int) -> list[bytes]:
+        it = self._db.iterator(
+            start=codec.node_key(level, start),
+            stop=codec.node_key(level, start + count),
+            include_key=False,
+        )
+        with it:
+            found = list(it)
+        if len(found) != count:
+            raise StorageError(f"missing tree nodes at level {level} from index {start}")
+        return found
+
+    def block(self, height: int) -> BlockRecord:
+        header = self._db.get(codec.block_key(height))
+        if header is None:
+            raise NotFoundError(f"no block at height {height}")
+        signatures = json.loads(self._db.get(codec.signatures_key(height)) or b"[]")
+        meta = json.loads(header)
+        return BlockRecord(
+            height=height,
+            header=header,
+            header_hash=hashlib.sha256(header).digest(),
+            signatures=tuple(signatures),
+            first_index=meta["first_index"],
+            count=meta["count"],
+        )
+
+    def block_height_of_index(self, index: int) -> int:
+        it = self._db.iterator(
+            start=codec.BLOCK_START,
+            stop=codec.block_start_key(index + 1),
+            reverse=True,
+            include_key=False,
+        )
+        with it:
+            for value in it:
+                return codec.read_u64(value)
+        raise NotFoundError(f"no block holds index {index}")
+
+    def query(
+        self, event_type: str | None, subject: str | None, after: int | None, limit: int
+    ) -> list[int]:
+        """Indexes > after of entries matching type and subject, at most `limit`, in order."""
+        first = 0 if after is None else after + 1
+        found: list[int] = []
+        if subject is not None:
+            prefix = codec.subject_prefix(subject)
+            it = self._db.iterator(
+                start=prefix + codec.u64(first), stop=prefix + b"\xff" * 9, include_value=True
+            )
+            want = None if event_type is None else event_type.encode()
+            with it:
+                for key, value in it:
+                    if want is None or value == want:
+                        found.append(codec.read_u64(key, len(prefix)))
+                        if len(found) >= limit:
+                            break
+        elif event_type is not None:
+            prefix = codec.type_prefix(event_type)
+            it = self._db.iterator(
+                start=prefix + codec.u64(first), stop=prefix + b"\xff" * 9, include_value=False
+            )
+            with it:
+                for key in it:
+                    found.append(codec.read_u64(key, len(prefix)))
+                    if len(found) >= limit:
+                        break
+        else:
+            it = self._db.iterator(
+                start=codec.leaf_key(first), stop=codec.LEAF + b"\xff" * 9, include_value=False
+            )
+            with it:
+                for key in it:
+                    found.append(codec.read_u64(key, 1))
+                    if len(found) >= limit:
+                        break
+        return found
+
+    def idempotency(self, key: str) -> bytes | None:
+        value: bytes | None = self._db.get(codec.idempotency_key(key))
+        return value
+
+    def put_idempotency(self, key: str, value: bytes) -> None:
+        self._db.put(codec.idempotency_key(key), value, sync=True)
+
+    # the one write path
+
+    def apply_block(
+        self,
+        block: BlockRecord,
+        leaves: Sequence[NewLeaf],
+        nodes: Sequence[tuple[int, int, bytes]],
+        head: Head,
+        *,
+        sync: bool = True,
+    ) -> None:
+        """Writes one block, its leaves, indexes, tree nodes and the new head atomically."""
+        head_value = json.dumps(
+            {
+                "height": head.height,
+                "hash": head.header_hash.hex(),
+                "tree_size": head.tree_size,
+                "term": head.term,
+            }
+        ).encode()
+        with self._write_lock:
+            try:
+                wb = self._db.write_batch(sync=sync)
+                put = wb.put
+                index = block.first_index
+                for new in leaves:
+                    key = codec.u64(index)
+                    put(codec.LEAF + key, new.leaf)
+                    put(codec.LEAF_HASH + new.leaf_hash, key)
+                    put(codec.event_id_key(new.source, new.id), key)
+                    put(codec.TYPE_INDEX + new.type.encode() + b"\x00" + key, b"")
+                    if new.subject is not None:
+                        put(codec.subject_prefix(new.subject) + key, new.type.encode())
+                    index += 1
+                node_prefix = codec.NODE
+                for level, node_index, h in nodes:
+                    put(node_prefix + bytes((level,)) + codec.u64(node_index), h)
+                put(codec.block_key(block.height), block.header)
+                put(codec.signatures_key(block.height), json.dumps(list(block.signatures)).encode())
+                put(codec.block_start_key(block.first_index), codec.u64(block.height))
+                put(codec.meta_key("head"), head_value)
+                wb.write()
+            except plyvel.Error as exc:
+                raise StorageError(f"cannot write block {block.height}: {exc}") from exc
+
+    def put_signatures(self, height: int, signatures: Sequence[dict[str, str]]) -> None:
+        self._db.put(codec.signatures_key(height), json.dumps(list(signatures)).encode(), sync=True)
