@@ -118,6 +118,7 @@ class Sequencer:
         self._queue: deque[_Pending] = deque()
         self._queued_bytes = 0
         self._pending: dict[tuple[str, str], _Pending] = {}
+        self._generation = 0  # blocks finished; see submit()
         self._running = False
         self._failed: LedgerError | None = None
         self._thread: threading.Thread | None = None
@@ -148,6 +149,11 @@ class Sequencer:
     def submit(self, entry: LedgerEntry) -> Future[Receipt]:
         """Queues an entry; an identical retry shares the original's future or receipt."""
         key = (entry.source, entry.id)
+        # The committed-index lookup runs outside the lock (it releases the GIL); the
+        # generation counter tells whether a block was committed meanwhile, in which
+        # case it is repeated under the lock so an entry can never be queued twice.
+        generation = self._generation
+        index = self._store.index_of_event(entry.source, entry.id)
         with self._lock:
             if self._failed is not None:
                 raise self._failed
@@ -158,7 +164,8 @@ class Sequencer:
                 if pending.entry.leaf != entry.leaf:
                     raise _conflict(entry)
                 return pending.future
-            index = self._store.index_of_event(entry.source, entry.id)
+            if index is None and generation != self._generation:
+                index = self._store.index_of_event(entry.source, entry.id)
             if index is None:
                 future: Future[Receipt] = Future()
                 pending = _Pending(entry, merkle.leaf_hash(entry.leaf), future)
@@ -321,6 +328,7 @@ class Sequencer:
 
     def _finish(self, batch: list[_Pending], outcome: list[Receipt] | LedgerError) -> None:
         with self._lock:
+            self._generation += 1
             for p in batch:
                 self._pending.pop((p.entry.source, p.entry.id), None)
         for i, p in enumerate(batch):

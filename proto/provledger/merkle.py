@@ -294,34 +294,33 @@ def list_reader(leaf_hashes: Sequence[bytes]) -> NodeReader:
 def inclusion_proofs(indexes: Sequence[int], size: int, node: NodeReader) -> list[list[bytes]]:
     """PATH(i, D[0:size]) for many leaves at one size, sharing the right-edge subtree roots.
 
-    A block's receipts all prove against the same tree size, and their paths share
-    most incomplete right-edge subtrees; computing each once keeps receipts at a few
-    hash lookups per leaf instead of O(log n) hashes.
+    Walks each path bottom-up: a sibling is either a complete stored subtree, the one
+    incomplete subtree on the right edge of its level (computed once per level), or
+    absent where the node is promoted unchanged. A block's receipts all prove against
+    one size, so this keeps a receipt at a few lookups per level.
     """
-    memo: dict[tuple[int, int], bytes] = {}
-
-    def cached_root(start: int, end: int) -> bytes:
-        key = (start, end)
-        found = memo.get(key)
-        if found is None:
-            found = memo[key] = subtree_root(start, end, node)
-        return found
-
+    if size <= 0:
+        raise ValueError("no inclusion proof in an empty tree")
+    edge: dict[int, bytes] = {}
     proofs = []
     for index in indexes:
         if not 0 <= index < size:
             raise ValueError(f"index {index} is outside a tree of size {size}")
         proof: list[bytes] = []
-        start, end = 0, size
-        while end - start > 1:
-            k = _split(end - start)
-            if index < start + k:
-                proof.append(cached_root(start + k, end))
-                end = start + k
-            else:
-                level = k.bit_length() - 1
-                proof.append(node(level, start >> level))
-                start += k
-        proof.reverse()
+        idx = index
+        level = 0
+        last = size - 1
+        while last:
+            sibling = idx ^ 1
+            if sibling < last or (sibling == last and (sibling + 1) << level <= size):
+                proof.append(node(level, sibling))
+            elif sibling == last:
+                h = edge.get(level)
+                if h is None:
+                    h = edge[level] = subtree_root(sibling << level, size, node)
+                proof.append(h)
+            idx >>= 1
+            last >>= 1
+            level += 1
         proofs.append(proof)
     return proofs
