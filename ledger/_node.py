@@ -6,17 +6,10 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ledger._auth import Authenticator, Principal
-from ledger._config import NodeConfig
-from ledger._keys import load_or_create_signer
-from ledger.coordinator import Coordinator, LocalCoordinator
-from ledger.sequencer import LogState, Receipt, Sequencer, SequencerLimits
-from ledger.storage import BlockRecord, LevelDBStore
 from provledger import merkle
 from provledger.errors import (
     InvalidRequestError,
@@ -24,10 +17,18 @@ from provledger.errors import (
     NotFoundError,
     StorageError,
 )
-from provledger.events import decode_json, make_entry
+from provledger.events import LedgerEntry, decode_json, make_entry
 from provledger.note import Checkpoint, Signer, sign_checkpoint
 
+from ledger._auth import Authenticator, Principal
+from ledger._config import NodeConfig
+from ledger._keys import load_or_create_signer
+from ledger.coordinator import Coordinator, LocalCoordinator
+from ledger.sequencer import LogState, Receipt, Sequencer, SequencerLimits
+from ledger.storage import BlockRecord, LevelDBStore
+
 __all__ = ["EntryView", "ExportFrontier", "LedgerNode"]
+
 
 log = logging.getLogger(__name__)
 
@@ -110,33 +111,27 @@ class LedgerNode:
 
     # writes
 
-    def admit(self, raw: bytes, principal: Principal) -> Future[Receipt]:
-        """Validates one event (JSON bytes) and queues it; raises on refusal."""
+    def validate(self, raw: bytes, principal: Principal) -> LedgerEntry:
+        """Parses and checks one event for this principal; raises on refusal."""
         self.auth.require_writer(principal)
-        event = decode_json(raw)
-        entry = make_entry(event, principal.name, max_event_bytes=self.config.max_event_bytes)
+        entry = make_entry(
+            decode_json(raw), principal.name, max_event_bytes=self.config.max_event_bytes
+        )
         principal.may_write(entry.type)
-        return self.sequencer.submit(entry)
+        return entry
 
-    def append_many(
-        self, raws: Sequence[bytes], principal: Principal
-    ) -> list[Receipt | LedgerError]:
-        futures: list[Future[Receipt] | LedgerError] = []
-        for raw in raws:
+    def append(self, raws: Iterable[bytes], principal: Principal) -> list[Receipt | LedgerError]:
+        """Validates each event, queues the valid ones together, and waits for their blocks."""
+        refused: dict[int, LedgerError] = {}
+        valid: list[LedgerEntry] = []
+        count = 0
+        for count, raw in enumerate(raws, start=1):
             try:
-                futures.append(self.admit(raw, principal))
+                valid.append(self.validate(raw, principal))
             except LedgerError as exc:
-                futures.append(exc)
-        results: list[Receipt | LedgerError] = []
-        for f in futures:
-            if isinstance(f, LedgerError):
-                results.append(f)
-                continue
-            try:
-                results.append(f.result())
-            except LedgerError as exc:
-                results.append(exc)
-        return results
+                refused[count - 1] = exc
+        admitted = iter(self.sequencer.submit(valid).wait()) if valid else iter(())
+        return [refused[i] if i in refused else next(admitted) for i in range(count)]
 
     # reads
 
@@ -144,7 +139,9 @@ class LedgerNode:
         if index >= self.state.tree_size:
             raise NotFoundError(f"no entry at index {index} (tree size {self.state.tree_size})")
         leaf = self.store.leaf(index)
-        return EntryView(index, merkle.leaf_hash(leaf), leaf, self.store.block_height_of_index(index))
+        return EntryView(
+            index, merkle.leaf_hash(leaf), leaf, self.store.block_height_of_index(index)
+        )
 
     def lookup(self, source: str, event_id: str) -> EntryView:
         index = self.store.index_of_event(source, event_id)
@@ -236,7 +233,9 @@ class LedgerNode:
         first = index * TILE_WIDTH
         if entries:
             if first + width > size:
-                raise NotFoundError(f"entry bundle {index} of width {width} is beyond tree size {size}")
+                raise NotFoundError(
+                    f"entry bundle {index} of width {width} is beyond tree size {size}"
+                )
             out = bytearray()
             for leaf in self.store.leaves(first, width):
                 out += len(leaf).to_bytes(2, "big") + leaf

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ledger.storage import LevelDBStore
 from provledger.errors import UnavailableError
+
+from ledger.storage import LevelDBStore
 
 __all__ = ["CommitRecord", "Coordinator", "FencedError", "LocalCoordinator"]
 

@@ -4,7 +4,7 @@ Admission (any request thread) checks `(source, id)` against committed and pendi
 entries and queues the entry. One sequencer thread seals a block when it holds
 `max_block_entries` entries, `max_block_bytes` bytes, or `max_block_delay` after its
 first entry; integrates it into the tree; signs header and checkpoint; commits
-through the coordinator and the store; then resolves the waiting futures. Nothing is
+through the coordinator and the store; then resolves the waiting tickets. Nothing is
 acknowledged before the block is durable.
 """
 
@@ -16,18 +16,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 
-from ledger.coordinator import CommitRecord, Coordinator
-from ledger.storage import BlockRecord, Head, LevelDBStore, NewLeaf
 from provledger import merkle
 from provledger.blocks import GENESIS_PREV_HASH, BlockHeader, sign_header, timestamp_ms
 from provledger.errors import ConflictError, LedgerError, StorageError, UnavailableError
 from provledger.events import LedgerEntry
 from provledger.note import Checkpoint, Signer, sign_checkpoint
 
-__all__ = ["LogState", "Receipt", "Sequencer", "SequencerLimits"]
+from ledger._identity_filter import IdentityFilter
+from ledger.coordinator import CommitRecord, Coordinator
+from ledger.storage import BlockRecord, Head, LevelDBStore, NewLeaf, event_digest
+
+__all__ = ["LogState", "Receipt", "Sequencer", "SequencerLimits", "Ticket"]
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,48 @@ class SequencerLimits:
     max_block_delay: float = 0.020
 
 
+class Ticket:
+    """The outcomes of one submission, in input order: a receipt or the refusal of each entry.
+
+    One per call rather than one future per entry: a batch of 10,000 events waits on
+    one event object, and the sequencer fills positions as blocks commit.
+    """
+
+    __slots__ = ("_done", "_lock", "_remaining", "results")
+
+    def __init__(self, count: int) -> None:
+        self.results: list[Receipt | LedgerError | None] = [None] * count
+        self._remaining = count
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        if count == 0:
+            self._done.set()
+
+    def resolve(self, position: int, outcome: Receipt | LedgerError) -> None:
+        with self._lock:
+            if self.results[position] is not None:
+                return
+            self.results[position] = outcome
+            self._remaining -= 1
+            if self._remaining == 0:
+                self._done.set()
+
+    def wait(self, timeout: float | None = None) -> list[Receipt | LedgerError]:
+        if not self._done.wait(timeout):
+            raise UnavailableError("timed out waiting for the block to commit", retry_after=1)
+        return [r for r in self.results if r is not None]
+
+
 @dataclass(slots=True)
 class _Pending:
     entry: LedgerEntry
     leaf_hash: bytes
-    future: Future[Receipt]
+    identity: bytes
+    waiters: list[tuple[Ticket, int]]
+
+    def resolve(self, outcome: Receipt | LedgerError) -> None:
+        for ticket, position in self.waiters:
+            ticket.resolve(position, outcome)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +122,14 @@ def load_state(store: LevelDBStore, origin: str, log_signer: Signer) -> LogState
     if head is None:
         note = sign_checkpoint(Checkpoint(origin, 0, merkle.EMPTY_ROOT), log_signer)
         return LogState(0, merkle.EMPTY_ROOT, None, GENESIS_PREV_HASH, 0, note, ())
-    frontier = tuple(store.node(level, index) for level, index in merkle.frontier_positions(head.tree_size))
+    frontier = tuple(
+        store.node(level, index) for level, index in merkle.frontier_positions(head.tree_size)
+    )
     root_hash = merkle.CompactRange.from_frontier(head.tree_size, frontier).root()
     note = sign_checkpoint(Checkpoint(origin, head.tree_size, root_hash), log_signer)
-    return LogState(head.tree_size, root_hash, head.height, head.header_hash, head.term, note, frontier)
+    return LogState(
+        head.tree_size, root_hash, head.height, head.header_hash, head.term, note, frontier
+    )
 
 
 class Sequencer:
@@ -122,10 +164,13 @@ class Sequencer:
         self._running = False
         self._failed: LedgerError | None = None
         self._thread: threading.Thread | None = None
+        self._filter: IdentityFilter | None = None
 
     # lifecycle
 
     def start(self, term: int) -> None:
+        head = self._store.head()
+        self._filter = IdentityFilter(self._store.event_digests, head.tree_size if head else 0)
         self._term = term
         self._running = True
         self._thread = threading.Thread(target=self._run, name="sequencer", daemon=True)
@@ -146,40 +191,66 @@ class Sequencer:
 
     # admission
 
-    def submit(self, entry: LedgerEntry) -> Future[Receipt]:
-        """Queues an entry; an identical retry shares the original's future or receipt."""
-        key = (entry.source, entry.id)
-        # The committed-index lookup runs outside the lock (it releases the GIL); the
-        # generation counter tells whether a block was committed meanwhile, in which
-        # case it is repeated under the lock so an entry can never be queued twice.
+    def submit(self, entries: list[LedgerEntry]) -> Ticket:
+        """Queues entries under one lock acquisition; an identical retry of a pending or
+        committed entry gets that entry's receipt, anything else under its
+        `(source, id)` a conflict."""
+        # The committed-index lookups run outside the lock; the generation counter
+        # tells whether a block was committed meanwhile, in which case the check is
+        # repeated under the lock, so an entry can never be queued twice.
+        ticket = Ticket(len(entries))
         generation = self._generation
-        index = self._store.index_of_event(entry.source, entry.id)
+        identities = [event_digest(e.source, e.id) for e in entries]
+        indexes = [self._committed_index(i) for i in identities]
+        committed: list[tuple[int, LedgerEntry, int]] = []
         with self._lock:
-            if self._failed is not None:
-                raise self._failed
-            if not self._running:
-                raise UnavailableError("this node is not sequencing (not the leader)", retry_after=1)
-            pending = self._pending.get(key)
-            if pending is not None:
-                if pending.entry.leaf != entry.leaf:
-                    raise _conflict(entry)
-                return pending.future
-            if index is None and generation != self._generation:
-                index = self._store.index_of_event(entry.source, entry.id)
-            if index is None:
-                future: Future[Receipt] = Future()
-                pending = _Pending(entry, merkle.leaf_hash(entry.leaf), future)
+            refusal = self._failed
+            if refusal is None and not self._running:
+                refusal = UnavailableError(
+                    "this node is not sequencing (not the leader)", retry_after=1
+                )
+            if refusal is not None:
+                for position in range(len(entries)):
+                    ticket.resolve(position, refusal)
+                return ticket
+            recheck = generation != self._generation
+            queued_before = len(self._queue)
+            for position, entry in enumerate(entries):
+                key = (entry.source, entry.id)
+                pending = self._pending.get(key)
+                if pending is not None:
+                    if pending.entry.leaf == entry.leaf:
+                        pending.waiters.append((ticket, position))
+                    else:
+                        ticket.resolve(position, _conflict(entry))
+                    continue
+                index = indexes[position]
+                if index is None and recheck:
+                    index = self._committed_index(identities[position])
+                if index is not None:
+                    committed.append((position, entry, index))
+                    continue
+                pending = _Pending(
+                    entry, merkle.leaf_hash(entry.leaf), identities[position], [(ticket, position)]
+                )
                 self._pending[key] = pending
                 self._queue.append(pending)
                 self._queued_bytes += len(entry.leaf)
-                if len(self._queue) == 1 or len(self._queue) >= self._limits.max_block_entries:
-                    self._wakeup.notify()
-                return future
-        if self._store.leaf(index) != entry.leaf:
-            raise _conflict(entry)
-        done: Future[Receipt] = Future()
-        done.set_result(self.receipt_for(index, duplicate=True))
-        return done
+            if (queued_before == 0 and self._queue) or len(
+                self._queue
+            ) >= self._limits.max_block_entries:
+                self._wakeup.notify()
+        for position, entry, index in committed:
+            if self._store.leaf(index) == entry.leaf:
+                ticket.resolve(position, self.receipt_for(index, duplicate=True))
+            else:
+                ticket.resolve(position, _conflict(entry))
+        return ticket
+
+    def _committed_index(self, identity: bytes) -> int | None:
+        if self._filter is not None and not self._filter.might_contain(identity):
+            return None
+        return self._store.index_of_event_digest(identity)
 
     def receipt_for(self, index: int, *, duplicate: bool) -> Receipt:
         state = self.state
@@ -295,21 +366,33 @@ class Sequencer:
             count=len(batch),
         )
         sealed = SealedBlock(record, tuple(p.entry.leaf for p in batch))
-        payload = self._encode_block(sealed) if self._encode_block and self._coordinator.needs_payload else b""
+        payload = (
+            self._encode_block(sealed)
+            if self._encode_block and self._coordinator.needs_payload
+            else b""
+        )
         self._coordinator.commit(
             CommitRecord(height, header_hash, state.head_hash, self._term, payload)
         )
         self._store.apply_block(
             record,
             [
-                NewLeaf(p.entry.leaf, p.leaf_hash, p.entry.source, p.entry.id, p.entry.type, p.entry.subject)
+                NewLeaf(p.entry.leaf, p.leaf_hash, p.identity, p.entry.type, p.entry.subject)
                 for p in batch
             ],
             nodes,
             Head(height, header_hash, tree_size, self._term),
         )
+        if self._filter is not None:
+            self._filter.add(p.identity for p in batch)
         new_state = LogState(
-            tree_size, tree_root, height, header_hash, self._term, checkpoint, tuple(compact.hashes())
+            tree_size,
+            tree_root,
+            height,
+            header_hash,
+            self._term,
+            checkpoint,
+            tuple(compact.hashes()),
         )
         with self._lock:
             self.state = new_state
@@ -332,10 +415,7 @@ class Sequencer:
             for p in batch:
                 self._pending.pop((p.entry.source, p.entry.id), None)
         for i, p in enumerate(batch):
-            if isinstance(outcome, LedgerError):
-                p.future.set_exception(outcome)
-            else:
-                p.future.set_result(outcome[i])
+            p.resolve(outcome if isinstance(outcome, LedgerError) else outcome[i])
 
     def _fail_all(self, error: LedgerError) -> None:
         with self._lock:
@@ -345,8 +425,7 @@ class Sequencer:
             for p in waiting:
                 self._pending.pop((p.entry.source, p.entry.id), None)
         for p in waiting:
-            if not p.future.done():
-                p.future.set_exception(error)
+            p.resolve(error)
 
 
 def _conflict(entry: LedgerEntry) -> ConflictError:

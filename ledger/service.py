@@ -12,11 +12,6 @@ from concurrent import futures
 from typing import Any, NoReturn, TypeVar
 
 import grpc
-
-from ledger._auth import Principal
-from ledger._node import EntryView, ExportFrontier, LedgerNode
-from ledger.sequencer import Receipt
-from ledger.storage import BlockRecord
 from provledger.errors import (
     InvalidEventError,
     InvalidRequestError,
@@ -26,6 +21,11 @@ from provledger.errors import (
 )
 from provledger.v1 import ledger_pb2 as pb
 from provledger.v1 import ledger_pb2_grpc as pb_grpc
+
+from ledger._auth import Principal
+from ledger._node import EntryView, ExportFrontier, LedgerNode
+from ledger.sequencer import Receipt
+from ledger.storage import BlockRecord
 
 __all__ = ["LedgerService", "serve"]
 
@@ -60,7 +60,9 @@ def problem_of(error: LedgerError) -> pb.Problem:
 
 
 def abort(context: grpc.ServicerContext, error: LedgerError) -> NoReturn:
-    context.set_trailing_metadata((("provledger-problem-bin", problem_of(error).SerializeToString()),))
+    context.set_trailing_metadata(
+        (("provledger-problem-bin", problem_of(error).SerializeToString()),)
+    )
     context.abort(STATUS_CODES.get(error.status, grpc.StatusCode.INTERNAL), error.detail)
     raise AssertionError("unreachable")
 
@@ -118,8 +120,10 @@ class LedgerService(pb_grpc.LedgerServicer):
 
     def Append(self, request: pb.AppendRequest, context: grpc.ServicerContext) -> pb.Receipt:
         try:
-            principal = self._principal(context)
-            return receipt_pb(self.node.admit(request.event, principal).result())
+            outcome = self.node.append([request.event], self._principal(context))[0]
+            if isinstance(outcome, LedgerError):
+                raise outcome
+            return receipt_pb(outcome)
         except LedgerError as exc:
             abort(context, exc)
 
@@ -133,7 +137,9 @@ class LedgerService(pb_grpc.LedgerServicer):
             if count == 0:
                 raise InvalidEventError([], "events: a batch needs 1 to 10000 events, got 0")
             if count > MAX_BATCH:
-                raise TooLargeError(f"events: a batch holds at most {MAX_BATCH} events, got {count}")
+                raise TooLargeError(
+                    f"events: a batch holds at most {MAX_BATCH} events, got {count}"
+                )
             if not request.idempotency_key:
                 return self._append_all(list(request.events), principal)
             return self._append_idempotent(request, principal)
@@ -173,14 +179,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         return response
 
     def _append_all(self, events: list[bytes], principal: Principal) -> pb.AppendBatchResponse:
-        results = self.node.append_many(events, principal)
-        out = pb.AppendBatchResponse()
-        for r in results:
-            if isinstance(r, LedgerError):
-                out.results.append(pb.AppendResult(error=problem_of(r)))
-            else:
-                out.results.append(pb.AppendResult(receipt=receipt_pb(r)))
-        return out
+        return _batch_response(self.node.append(events, principal))
 
     def AppendStream(
         self, request_iterator: Iterator[pb.AppendRequest], context: grpc.ServicerContext
@@ -188,22 +187,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         try:
             principal = self._principal(context)
             self.node.auth.require_writer(principal)
-            pending: list[futures.Future[Receipt] | LedgerError] = []
-            for request in request_iterator:
-                try:
-                    pending.append(self.node.admit(request.event, principal))
-                except LedgerError as exc:
-                    pending.append(exc)
-            out = pb.AppendBatchResponse()
-            for item in pending:
-                if isinstance(item, LedgerError):
-                    out.results.append(pb.AppendResult(error=problem_of(item)))
-                    continue
-                try:
-                    out.results.append(pb.AppendResult(receipt=receipt_pb(item.result())))
-                except LedgerError as exc:
-                    out.results.append(pb.AppendResult(error=problem_of(exc)))
-            return out
+            return _batch_response(self.node.append((r.event for r in request_iterator), principal))
         except LedgerError as exc:
             abort(context, exc)
 
@@ -246,7 +230,9 @@ class LedgerService(pb_grpc.LedgerServicer):
         return self._read(
             context,
             lambda: pb.ListBlocksResponse(
-                blocks=[block_pb(b) for b in self.node.blocks(request.from_height, request.limit or 100)]
+                blocks=[
+                    block_pb(b) for b in self.node.blocks(request.from_height, request.limit or 100)
+                ]
             ),
         )
 
@@ -255,14 +241,18 @@ class LedgerService(pb_grpc.LedgerServicer):
     ) -> pb.Checkpoint:
         def run() -> pb.Checkpoint:
             state = self.node.state
-            out = pb.Checkpoint(note=state.checkpoint, tree_size=state.tree_size, root_hash=state.root_hash)
+            out = pb.Checkpoint(
+                note=state.checkpoint, tree_size=state.tree_size, root_hash=state.root_hash
+            )
             if state.height is not None:
                 out.block_height = state.height
             return out
 
         return self._read(context, run)
 
-    def GetLogInfo(self, request: pb.GetLogInfoRequest, context: grpc.ServicerContext) -> pb.LogInfo:
+    def GetLogInfo(
+        self, request: pb.GetLogInfoRequest, context: grpc.ServicerContext
+    ) -> pb.LogInfo:
         def run() -> pb.LogInfo:
             state = self.node.state
             out = pb.LogInfo(
@@ -290,7 +280,9 @@ class LedgerService(pb_grpc.LedgerServicer):
                 raise InvalidRequestError("index or leaf_hash: one is required")
             size = request.tree_size if request.HasField("tree_size") else None
             i, n, h, proof, checkpoint = self.node.inclusion(index, leaf_hash, size)
-            return pb.InclusionProof(index=i, tree_size=n, leaf_hash=h, hashes=proof, checkpoint=checkpoint)
+            return pb.InclusionProof(
+                index=i, tree_size=n, leaf_hash=h, hashes=proof, checkpoint=checkpoint
+            )
 
         return self._read(context, run)
 
@@ -314,7 +306,9 @@ class LedgerService(pb_grpc.LedgerServicer):
             end = request.to_height if request.HasField("to_height") else None
             for item in self.node.export(request.from_height, end):
                 if isinstance(item, ExportFrontier):
-                    yield pb.ExportItem(frontier=pb.Frontier(tree_size=item.tree_size, hashes=item.hashes))
+                    yield pb.ExportItem(
+                        frontier=pb.Frontier(tree_size=item.tree_size, hashes=item.hashes)
+                    )
                 elif isinstance(item, str):
                     yield pb.ExportItem(checkpoint=item)
                 else:
@@ -327,11 +321,15 @@ class LedgerService(pb_grpc.LedgerServicer):
         return self._read(
             context,
             lambda: pb.Tile(
-                data=self.node.tile(request.level, request.index, request.width or 256, request.entries)
+                data=self.node.tile(
+                    request.level, request.index, request.width or 256, request.entries
+                )
             ),
         )
 
-    def GetStatus(self, request: pb.GetStatusRequest, context: grpc.ServicerContext) -> pb.NodeStatus:
+    def GetStatus(
+        self, request: pb.GetStatusRequest, context: grpc.ServicerContext
+    ) -> pb.NodeStatus:
         status = self.node.status()
         out = pb.NodeStatus(
             node=status["node"],
@@ -346,6 +344,16 @@ class LedgerService(pb_grpc.LedgerServicer):
         if status["height"] is not None:
             out.height = status["height"]
         return out
+
+
+def _batch_response(results: list[Receipt | LedgerError]) -> pb.AppendBatchResponse:
+    out = pb.AppendBatchResponse()
+    for r in results:
+        if isinstance(r, LedgerError):
+            out.results.append(pb.AppendResult(error=problem_of(r)))
+        else:
+            out.results.append(pb.AppendResult(receipt=receipt_pb(r)))
+    return out
 
 
 def _digest_events(events: Any) -> bytes:

@@ -47,10 +47,13 @@ def leaf_hash_key(leaf_hash: bytes) -> bytes:
     return LEAF_HASH + leaf_hash
 
 
-def event_id_key(source: str, event_id: str) -> bytes:
+def event_digest(source: str, event_id: str) -> bytes:
     src = source.encode()
-    digest = hashlib.sha256(_U16.pack(len(src)) + src + event_id.encode()).digest()
-    return EVENT_ID + digest
+    return hashlib.sha256(_U16.pack(len(src)) + src + event_id.encode()).digest()
+
+
+def event_id_key(source: str, event_id: str) -> bytes:
+    return EVENT_ID + event_digest(source, event_id)
 
 
 def node_key(level: int, index: int) -> bytes:

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import plyvel
-
-from ledger.storage import _codec as codec
 from provledger.errors import NotFoundError, StorageError
 
-__all__ = ["BlockRecord", "Head", "LevelDBStore", "NewLeaf"]
+from ledger.storage import _codec as codec
+
+__all__ = ["BlockRecord", "Head", "LevelDBStore", "NewLeaf", "event_digest"]
+
+event_digest = codec.event_digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +33,7 @@ class Head:
 class NewLeaf:
     leaf: bytes
     leaf_hash: bytes
-    source: str
-    id: str
+    identity: bytes  # event_digest(source, id)
     type: str
     subject: str | None
 
@@ -118,8 +119,18 @@ class LevelDBStore:
         return None if value is None else codec.read_u64(value)
 
     def index_of_event(self, source: str, event_id: str) -> int | None:
-        value = self._db.get(codec.event_id_key(source, event_id))
+        return self.index_of_event_digest(codec.event_digest(source, event_id))
+
+    def index_of_event_digest(self, digest: bytes) -> int | None:
+        value = self._db.get(codec.EVENT_ID + digest)
         return None if value is None else codec.read_u64(value)
+
+    def event_digests(self) -> Iterator[bytes]:
+        """The identity digest of every stored event, in key order."""
+        it = self._db.iterator(prefix=codec.EVENT_ID, include_value=False)
+        with it:
+            for key in it:
+                yield key[1:]
 
     def node(self, level: int, index: int) -> bytes:
         value: bytes | None = self._db.get(codec.node_key(level, index))
@@ -241,7 +252,7 @@ class LevelDBStore:
                     key = codec.u64(index)
                     put(codec.LEAF + key, new.leaf)
                     put(codec.LEAF_HASH + new.leaf_hash, key)
-                    put(codec.event_id_key(new.source, new.id), key)
+                    put(codec.EVENT_ID + new.identity, key)
                     put(codec.TYPE_INDEX + new.type.encode() + b"\x00" + key, b"")
                     if new.subject is not None:
                         put(codec.subject_prefix(new.subject) + key, new.type.encode())

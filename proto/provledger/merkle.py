@@ -292,35 +292,49 @@ def list_reader(leaf_hashes: Sequence[bytes]) -> NodeReader:
 
 
 def inclusion_proofs(indexes: Sequence[int], size: int, node: NodeReader) -> list[list[bytes]]:
-    """PATH(i, D[0:size]) for many leaves at one size, sharing the right-edge subtree roots.
+    """PATH(i, D[0:size]) for many leaves at one size, sharing what their paths share.
 
     Walks each path bottom-up: a sibling is either a complete stored subtree, the one
-    incomplete subtree on the right edge of its level (computed once per level), or
-    absent where the node is promoted unchanged. A block's receipts all prove against
-    one size, so this keeps a receipt at a few lookups per level.
+    incomplete subtree on the right edge of its level (computed once), or absent where
+    the node is promoted unchanged. Leaves under one ancestor share the path above it,
+    so it is built once per ancestor: a block's receipts cost about two tuple
+    concatenations per leaf instead of a walk of the whole height.
     """
     if size <= 0:
         raise ValueError("no inclusion proof in an empty tree")
     edge: dict[int, bytes] = {}
+    above: dict[tuple[int, int], tuple[bytes, ...]] = {}
     proofs = []
     for index in indexes:
         if not 0 <= index < size:
             raise ValueError(f"index {index} is outside a tree of size {size}")
-        proof: list[bytes] = []
+        walked: list[tuple[int, int, bytes | None]] = []
         idx = index
         level = 0
         last = size - 1
+        tail: tuple[bytes, ...] | None = ()
         while last:
+            cached = above.get((level, idx))
+            if cached is not None:
+                tail = cached
+                break
             sibling = idx ^ 1
             if sibling < last or (sibling == last and (sibling + 1) << level <= size):
-                proof.append(node(level, sibling))
+                walked.append((level, idx, node(level, sibling)))
             elif sibling == last:
                 h = edge.get(level)
                 if h is None:
                     h = edge[level] = subtree_root(sibling << level, size, node)
-                proof.append(h)
+                walked.append((level, idx, h))
+            else:
+                walked.append((level, idx, None))
             idx >>= 1
             last >>= 1
             level += 1
-        proofs.append(proof)
+        assert tail is not None
+        for lvl, i, h in reversed(walked):
+            if h is not None:
+                tail = (h, *tail)
+            above[(lvl, i)] = tail
+        proofs.append(list(tail))
     return proofs

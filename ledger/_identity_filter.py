@@ -1,0 +1,109 @@
+"""A Bloom filter over the `(source, id)` of committed events.
+
+Admission must tell a new event from a retry. Asking LevelDB for every event costs
+little on its own but releases the GIL, and under load each reacquisition waits
+behind busy request threads (measured: 150 to 250 µs per lookup instead of 7 µs).
+The filter answers "certainly new" in about a microsecond of pure Python; only a
+possible hit (about 1 % of new events, and every real retry) goes to the store.
+
+The filter is rebuilt from the store in a background thread at start (and when it
+fills up); until it is ready, every event goes to the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+
+__all__ = ["IdentityFilter"]
+
+log = logging.getLogger(__name__)
+
+_BITS_PER_KEY = 10
+_PROBES = 7
+
+
+class _Bits:
+    __slots__ = ("bits", "count", "m")
+
+    def __init__(self, capacity: int) -> None:
+        self.m = max(capacity * _BITS_PER_KEY, 1 << 16)
+        self.bits = bytearray(self.m // 8 + 1)
+        self.count = 0
+
+    def positions(self, digest: bytes) -> list[int]:
+        h = int.from_bytes(digest, "big")
+        m = self.m
+        return [(h >> (32 * i)) % m for i in range(_PROBES)]
+
+    def add(self, digest: bytes) -> None:
+        bits = self.bits
+        for p in self.positions(digest):
+            bits[p >> 3] |= 1 << (p & 7)
+        self.count += 1
+
+    def __contains__(self, digest: bytes) -> bool:
+        bits = self.bits
+        return all(bits[p >> 3] & (1 << (p & 7)) for p in self.positions(digest))
+
+
+class IdentityFilter:
+    def __init__(self, scan: Callable[[], Iterable[bytes]], count: int) -> None:
+        """`scan` yields the digest of every committed identity; `count` is how many there are."""
+        self._scan = scan
+        self._lock = threading.Lock()
+        self._ready: _Bits | None = None
+        self._building: _Bits | None = None
+        self._rebuild(max(2 * count, 1 << 20))
+
+    def _rebuild(self, capacity: int) -> None:
+        building = _Bits(capacity)
+        with self._lock:
+            self._building = building
+        thread = threading.Thread(
+            target=self._fill, args=(building,), name="identity-filter", daemon=True
+        )
+        thread.start()
+
+    def _fill(self, building: _Bits) -> None:
+        chunk: list[bytes] = []
+        try:
+            for digest in self._scan():
+                chunk.append(digest)
+                if len(chunk) >= 4096:
+                    with self._lock:
+                        for d in chunk:
+                            building.add(d)
+                    chunk.clear()
+            with self._lock:
+                for d in chunk:
+                    building.add(d)
+                if self._building is building:
+                    self._ready = building
+                    self._building = None
+            log.info("identity filter ready: %d identities", building.count)
+        except Exception:  # the store closed under us; lookups keep going to the store
+            log.exception("identity filter build failed")
+
+    def might_contain(self, digest: bytes) -> bool:
+        ready = self._ready
+        return ready is None or digest in ready
+
+    def add(self, digests: Iterable[bytes]) -> None:
+        """Records newly committed identities (in both the live and the filter being built)."""
+        grow = False
+        with self._lock:
+            targets = [b for b in (self._ready, self._building) if b is not None]
+            for d in digests:
+                for b in targets:
+                    b.add(d)
+            ready = self._ready
+            if (
+                ready is not None
+                and self._building is None
+                and ready.count * _BITS_PER_KEY > ready.m
+            ):
+                grow = True
+        if grow:
+            self._rebuild(4 * ready.count if ready is not None else 1 << 20)
