@@ -14,6 +14,7 @@ from provledger.errors import ConsistencyError, InclusionProofError
 
 __all__ = [
     "EMPTY_ROOT",
+    "HASH_SIZE",
     "CompactRange",
     "NodeReader",
     "consistency_proof",
@@ -30,6 +31,7 @@ __all__ = [
     "verify_inclusion",
 ]
 
+HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 NodeReader = Callable[[int, int], bytes]
@@ -73,7 +75,7 @@ def frontier_positions(size: int) -> list[tuple[int, int]]:
 
 
 def subtree_root(start: int, end: int, node: NodeReader) -> bytes:
-    """MTH(D[start:end]) where `start` is a multiple of the largest power of two below end - start."""
+    """MTH(D[start:end]) where `start` is a multiple of the largest power of two not above end - start."""
     size = end - start
     if size <= 0:
         if size == 0:
@@ -145,6 +147,8 @@ def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[byte
     """RFC 9162 §2.1.3.2: the root that `proof` joins `leaf` (a leaf hash) to."""
     if not 0 <= index < size:
         raise InclusionProofError(f"index {index} is outside a tree of size {size}")
+    if len(leaf) != HASH_SIZE or any(len(p) != HASH_SIZE for p in proof):
+        raise InclusionProofError(f"leaf hash and proof hashes must be {HASH_SIZE} bytes")
     fn, sn = index, size - 1
     r = leaf
     for p in proof:
@@ -189,6 +193,8 @@ def verify_consistency(
 
     if not 0 <= first <= second:
         raise fail("first size is larger than second")
+    if any(len(h) != HASH_SIZE for h in (first_root, second_root, *proof)):
+        raise fail(f"roots and proof hashes must be {HASH_SIZE} bytes")
     if first == second:
         if proof:
             raise fail("proof must be empty for equal sizes")

@@ -1,4 +1,4 @@
-"""Runs every python block of clients/README_SDK.md, in order and in one namespace,
+"""Runs every python block of README.md, in order and in one namespace,
 against a real node (its address replaces the documented grpc://127.0.0.1:7400)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from tests.harness.node import start_node
 
 pytestmark = pytest.mark.integration
 
-README = Path(__file__).resolve().parents[2] / "clients" / "README_SDK.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 DOCUMENTED = "grpc://127.0.0.1:7400"
 
 

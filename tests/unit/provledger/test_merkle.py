@@ -408,17 +408,14 @@ def test_single_leaf_tree_inclusion() -> None:
     assert not _verifies_inclusion(0, 1, h, [h], h)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="merkle.py bug: verification never checks hash lengths, so a one-leaf 'tree' whose "
-    "leaf hash and root are the same empty (or any non-32-byte) string verifies",
-)
 def test_hashes_of_the_wrong_length_are_rejected() -> None:
     # transparency-dev/merkle proof/verify_test.go TestVerifyInclusionSingleEntry expects
     # an error for an empty leaf hash and root ("Wrong hash size"); its verifier refuses
     # any leaf hash that is not 32 bytes (proof/verify.go RootFromInclusionProof).
     with pytest.raises(InclusionProofError):
         merkle.verify_inclusion(0, 1, b"", [], b"")
+    with pytest.raises(ConsistencyError):
+        merkle.verify_consistency(1, 2, b"x" * 31, b"y" * 32, [b"z" * 32])
 
 
 # ---------------------------------------------------------------------------
