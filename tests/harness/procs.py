@@ -75,7 +75,11 @@ def spawn(name: str, args: list[str], log_path: Path, env: dict[str, str] | None
         full_env.update(env)
     with open(log_path, "ab") as log:
         popen = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=REPO_ROOT,
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=REPO_ROOT,
             start_new_session=True,
         )
     return Proc(name=name, popen=popen, log_path=log_path, args=args)
@@ -85,11 +89,15 @@ def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: Proc | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, proc: Proc | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and not proc.alive():
-            raise RuntimeError(f"{proc.name} exited ({proc.popen.returncode}) before {what}:\n{proc.log()[-4000:]}")
+            raise RuntimeError(
+                f"{proc.name} exited ({proc.popen.returncode}) before {what}:\n{proc.log()[-4000:]}"
+            )
         with contextlib.suppress(Exception):
             if check():
                 return

@@ -6,7 +6,12 @@ import hashlib
 import json
 
 from provledger import merkle
-from provledger.blocks import GENESIS_PREV_HASH, BlockHeader, BlockSignature, verify_header_signature
+from provledger.blocks import (
+    GENESIS_PREV_HASH,
+    BlockHeader,
+    BlockSignature,
+    verify_header_signature,
+)
 from provledger.note import Verifier, verify_checkpoint
 from provledger.v1 import ledger_pb2 as pb
 from provledger.v1 import ledger_pb2_grpc as pb_grpc
@@ -46,7 +51,9 @@ def check_whole_log(stub: pb_grpc.LedgerStub) -> dict[tuple[str, str], int]:
             identities[key] = compact.size
             compact.append(merkle.leaf_hash(leaf))
         assert header.tree_size == compact.size and header.tree_root == compact.root()
-        leader_sig = BlockSignature(block.signatures[0].node, block.signatures[0].key_id, block.signatures[0].sig)
+        leader_sig = BlockSignature(
+            block.signatures[0].node, block.signatures[0].key_id, block.signatures[0].sig
+        )
         verify_header_signature(block.header, leader_sig, verifier)
         prev = block.hash
         height += 1

@@ -41,7 +41,9 @@ def problem(exc: grpc.RpcError) -> pb.Problem:
     raise AssertionError(f"no problem in trailing metadata of {exc}")
 
 
-def refused(node: NodeHandle, raw: bytes, token: str | None = None) -> tuple[grpc.StatusCode, pb.Problem]:
+def refused(
+    node: NodeHandle, raw: bytes, token: str | None = None
+) -> tuple[grpc.StatusCode, pb.Problem]:
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
     with pytest.raises(grpc.RpcError) as info:
         node.stub().Append(pb.AppendRequest(event=raw), metadata=metadata, timeout=10)
@@ -73,15 +75,24 @@ def test_malformed_json_is_400(node: NodeHandle) -> None:
         (training_event(time="2026-11-26T12:00:00+02:00"), "time"),
         (training_event(id=""), "id"),
         ({k: v for k, v in training_event().items() if k != "source"}, "source"),
-        (training_event(data={**training_event()["data"], "model": {"name": "fraud", "version": "3"}}), "data.model.digest"),
         (
-            training_event(data={**training_event()["data"], "code": {"repo": "r", "commit": "xyz"}}),
+            training_event(
+                data={**training_event()["data"], "model": {"name": "fraud", "version": "3"}}
+            ),
+            "data.model.digest",
+        ),
+        (
+            training_event(
+                data={**training_event()["data"], "code": {"repo": "r", "commit": "xyz"}}
+            ),
             "data.code.commit",
         ),
         (training_event(data={**training_event()["data"], "datasets": []}), "data.datasets"),
     ],
 )
-def test_schema_violation_names_the_field(node: NodeHandle, event: dict[str, Any], path: str) -> None:
+def test_schema_violation_names_the_field(
+    node: NodeHandle, event: dict[str, Any], path: str
+) -> None:
     before = tree_size(node)
     code, p = refused(node, json.dumps(event).encode())
     assert code == grpc.StatusCode.INVALID_ARGUMENT and p.status == 422
@@ -90,7 +101,9 @@ def test_schema_violation_names_the_field(node: NodeHandle, event: dict[str, Any
 
 
 def test_non_i_json_number_is_refused(node: NodeHandle) -> None:
-    raw = json.dumps(training_event()).replace('"run_id": "r-1"', '"run_id": "r-1", "epochs": 9007199254740993')
+    raw = json.dumps(training_event()).replace(
+        '"run_id": "r-1"', '"run_id": "r-1", "epochs": 9007199254740993'
+    )
     code, p = refused(node, raw.encode())
     assert p.status == 422 and any("data.epochs" in e.path for e in p.errors), p
     code, p = refused(node, json.dumps(training_event()).replace('"r-1"', "NaN").encode())
@@ -116,7 +129,9 @@ def test_conflicting_duplicate_is_409_and_identical_retry_is_idempotent(node: No
     assert code == grpc.StatusCode.ALREADY_EXISTS and p.status == 409
     assert tree_size(node) == size
     # the node keeps serving
-    ok = node.stub().Append(pb.AppendRequest(event=json.dumps(training_event(id="after")).encode()), timeout=10)
+    ok = node.stub().Append(
+        pb.AppendRequest(event=json.dumps(training_event(id="after")).encode()), timeout=10
+    )
     assert ok.index == size
 
 
@@ -125,7 +140,12 @@ def test_tokens_and_roles(tmp_path: Path) -> None:
         tmp_path,
         public_reads=False,
         principals=[
-            {"name": "ci", "token": "ci-token", "roles": ["writer"], "types": ["provledger.training.v1"]},
+            {
+                "name": "ci",
+                "token": "ci-token",
+                "roles": ["writer"],
+                "types": ["provledger.training.v1"],
+            },
             {"name": "ops", "token": "ops-token", "roles": ["admin"]},
             {"name": "auditor", "token": "aud-token", "roles": ["auditor"]},
         ],
@@ -151,10 +171,21 @@ def test_tokens_and_roles(tmp_path: Path) -> None:
         code, p = refused(handle, json.dumps(anchor).encode(), token="ci-token")
         assert code == grpc.StatusCode.PERMISSION_DENIED and "admin" in p.detail
         stub = handle.stub()
-        receipt = stub.Append(pb.AppendRequest(event=raw), metadata=(("authorization", "Bearer ci-token"),), timeout=10)
-        entry = stub.GetEntry(pb.GetEntryRequest(index=receipt.index), metadata=(("authorization", "Bearer aud-token"),))
+        receipt = stub.Append(
+            pb.AppendRequest(event=raw),
+            metadata=(("authorization", "Bearer ci-token"),),
+            timeout=10,
+        )
+        entry = stub.GetEntry(
+            pb.GetEntryRequest(index=receipt.index),
+            metadata=(("authorization", "Bearer aud-token"),),
+        )
         assert json.loads(entry.leaf)["submitter"] == "ci"
-        stub.Append(pb.AppendRequest(event=json.dumps(anchor).encode()), metadata=(("authorization", "Bearer ops-token"),), timeout=10)
+        stub.Append(
+            pb.AppendRequest(event=json.dumps(anchor).encode()),
+            metadata=(("authorization", "Bearer ops-token"),),
+            timeout=10,
+        )
         with pytest.raises(grpc.RpcError) as info:
             stub.GetEntry(pb.GetEntryRequest(index=0))
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -62,7 +62,10 @@ class Client(threading.Thread):
                 try:
                     receipt = stub.Append(pb.AppendRequest(event=raw), timeout=5)
                 except grpc.RpcError as exc:
-                    assert exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED), exc
+                    assert exc.code() in (
+                        grpc.StatusCode.UNAVAILABLE,
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                    ), exc
                     time.sleep(0.05)
                     continue
                 self.acked[event_id] = receipt.index
@@ -85,7 +88,9 @@ def test_sigkill_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
         time.sleep(rng.uniform(0.3, 1.2))
         seen_checkpoints.append(stub.GetCheckpoint(pb.GetCheckpointRequest()).note)
         proc.kill()
-        proc = spawn(proc.name, python_module("ledger", "--config", str(node.config_path)), proc.log_path)
+        proc = spawn(
+            proc.name, python_module("ledger", "--config", str(node.config_path)), proc.log_path
+        )
         wait_ready(node.address, proc)
     time.sleep(0.5)
     stop.set()
@@ -103,8 +108,12 @@ def test_sigkill_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
         verifier = Verifier.from_string(info.verifier_key)
         for note in seen_checkpoints:
             old = verify_checkpoint(note, verifier)
-            proof = stub.GetConsistencyProof(pb.ConsistencyProofRequest(first=old.size, second=info.tree_size))
-            merkle.verify_consistency(old.size, info.tree_size, old.root_hash, info.root_hash, list(proof.hashes))
+            proof = stub.GetConsistencyProof(
+                pb.ConsistencyProofRequest(first=old.size, second=info.tree_size)
+            )
+            merkle.verify_consistency(
+                old.size, info.tree_size, old.root_hash, info.root_hash, list(proof.hashes)
+            )
         # Proofs for a sample of acknowledged entries verify against the final root.
         sample = rng.sample(sorted(identities.values()), min(50, len(identities)))
         for index in sample:
