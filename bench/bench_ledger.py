@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import header, median, percentile, row, rss_mb, training_event  # noqa: E402
+from bench._common import header, median, percentile, row, rss_mb, training_event
 
 
 def raw_store_rate(path: Path, leaves: int = 100_000) -> float:
@@ -34,7 +34,9 @@ def raw_store_rate(path: Path, leaves: int = 100_000) -> float:
 
     from provledger import merkle
 
-    db = plyvel.DB(str(path), create_if_missing=True, bloom_filter_bits=10, write_buffer_size=32 << 20)
+    db = plyvel.DB(
+        str(path), create_if_missing=True, bloom_filter_bits=10, write_buffer_size=32 << 20
+    )
     leaf = training_event("urn:bench:raw")
     compact = merkle.CompactRange()
     start = time.perf_counter()
@@ -114,13 +116,21 @@ def _batch_worker(address: str, worker: int, total: int, batch: int, queue: mp.Q
     from provledger.v1 import ledger_pb2 as pb
     from provledger.v1 import ledger_pb2_grpc as pb_grpc
 
-    stub = pb_grpc.LedgerStub(grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 256 << 20)]))
+    stub = pb_grpc.LedgerStub(
+        grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 256 << 20)])
+    )
     source = f"urn:bench:batch:{worker}:{os.getpid()}"
-    batches = [[training_event(source) for _ in range(batch)] for _ in range(min(4, total // batch or 1))]
+    batches = [
+        [training_event(source) for _ in range(batch)] for _ in range(min(4, total // batch or 1))
+    ]
     sent = 0
     start = time.perf_counter()
     while sent < total:
-        events = [training_event(source) for _ in range(batch)] if sent // batch >= len(batches) else batches[sent // batch]
+        events = (
+            [training_event(source) for _ in range(batch)]
+            if sent // batch >= len(batches)
+            else batches[sent // batch]
+        )
         response = stub.AppendBatch(pb.AppendBatchRequest(events=events), timeout=120)
         assert all(r.WhichOneof("outcome") == "receipt" for r in response.results)
         sent += batch
@@ -133,7 +143,9 @@ def _stream_worker(address: str, worker: int, total: int, per_stream: int, queue
     from provledger.v1 import ledger_pb2 as pb
     from provledger.v1 import ledger_pb2_grpc as pb_grpc
 
-    stub = pb_grpc.LedgerStub(grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 256 << 20)]))
+    stub = pb_grpc.LedgerStub(
+        grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 256 << 20)])
+    )
     source = f"urn:bench:stream:{worker}:{os.getpid()}"
     sent = 0
     start = time.perf_counter()
@@ -252,13 +264,26 @@ def main() -> None:
         events = sum(r[0] for r in results)
         seconds = max(r[1] for r in results)
         rate = events / seconds
-        row("AppendBatch (2 clients, 1,000 events/batch, ~500 B events)", f"{rate:,.0f} events/s", f"{raw:,.0f} leaves/s raw store", f"{rate / raw:.2f}")
+        row(
+            "AppendBatch (2 clients, 1,000 events/batch, ~500 B events)",
+            f"{rate:,.0f} events/s",
+            f"{raw:,.0f} leaves/s raw store",
+            f"{rate / raw:.2f}",
+        )
         results = run_clients(_stream_worker, [(address, w, phase // 2, 5000) for w in range(2)])
         rate_s = sum(r[0] for r in results) / max(r[1] for r in results)
-        row("AppendStream (2 clients, 5,000 events/stream)", f"{rate_s:,.0f} events/s", f"{raw:,.0f} leaves/s raw store", f"{rate_s / raw:.2f}")
+        row(
+            "AppendStream (2 clients, 5,000 events/stream)",
+            f"{rate_s:,.0f} events/s",
+            f"{raw:,.0f} leaves/s raw store",
+            f"{rate_s / raw:.2f}",
+        )
         lat = run_clients(_latency_worker, [(address, 32, 5.0)])[0]
         row("Append, 32 concurrent unary callers: throughput", f"{len(lat) / 5.0:,.0f} events/s")
-        row("Append latency p50 / p99 (block delay 20 ms)", f"{median(lat) * 1e3:.1f} / {percentile(lat, 99) * 1e3:.1f} ms")
+        row(
+            "Append latency p50 / p99 (block delay 20 ms)",
+            f"{median(lat) * 1e3:.1f} / {percentile(lat, 99) * 1e3:.1f} ms",
+        )
 
         import grpc
 
@@ -270,29 +295,65 @@ def main() -> None:
         if size < target:
             fill = target - size
             t0 = time.perf_counter()
-            run_clients(_batch_worker, [(address, 10 + w, fill // 2 + (fill % 2) * (w == 0), 1000) for w in range(2)])
+            run_clients(
+                _batch_worker,
+                [(address, 10 + w, fill // 2 + (fill % 2) * (w == 0), 1000) for w in range(2)],
+            )
             print(f"(filled to {target:,} entries in {time.perf_counter() - t0:.0f} s)", flush=True)
         size = stub.GetCheckpoint(pb.GetCheckpointRequest()).tree_size
         header(f"At {size:,} entries")
-        row("node RSS", f"{rss_mb(node.pid):,.0f} MB", "300 MB target", f"{rss_mb(node.pid) / 300:.2f}")
+        row(
+            "node RSS",
+            f"{rss_mb(node.pid):,.0f} MB",
+            "300 MB target",
+            f"{rss_mb(node.pid) / 300:.2f}",
+        )
         inc, con = proof_latencies(address, size, 2000)
-        row("inclusion proof over gRPC p50 / p99", f"{median(inc) * 1e6:,.0f} / {percentile(inc, 99) * 1e6:,.0f} µs", "1 ms target")
-        row("consistency proof over gRPC p50 / p99", f"{median(con) * 1e6:,.0f} / {percentile(con, 99) * 1e6:,.0f} µs", "1 ms target")
+        row(
+            "inclusion proof over gRPC p50 / p99",
+            f"{median(inc) * 1e6:,.0f} / {percentile(inc, 99) * 1e6:,.0f} µs",
+            "1 ms target",
+        )
+        row(
+            "consistency proof over gRPC p50 / p99",
+            f"{median(con) * 1e6:,.0f} / {percentile(con, 99) * 1e6:,.0f} µs",
+            "1 ms target",
+        )
 
         node.send_signal(signal.SIGKILL)
         node.wait()
         inc_s, con_s = store_proof_latencies(tmp / "data", size, 2000)
-        row("inclusion proof in the store p50 / p99 (cold start)", f"{median(inc_s) * 1e6:,.0f} / {percentile(inc_s, 99) * 1e6:,.0f} µs", f"{1e6 / sha:.1f} µs per SHA-256")
-        row("consistency proof in the store p50 / p99", f"{median(con_s) * 1e6:,.0f} / {percentile(con_s, 99) * 1e6:,.0f} µs")
+        row(
+            "inclusion proof in the store p50 / p99 (cold start)",
+            f"{median(inc_s) * 1e6:,.0f} / {percentile(inc_s, 99) * 1e6:,.0f} µs",
+            f"{1e6 / sha:.1f} µs per SHA-256",
+        )
+        row(
+            "consistency proof in the store p50 / p99",
+            f"{median(con_s) * 1e6:,.0f} / {percentile(con_s, 99) * 1e6:,.0f} µs",
+        )
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ledger", "--config", str(tmp / "node.toml"), "--log-level", "WARNING"],
+            [
+                sys.executable,
+                "-m",
+                "ledger",
+                "--config",
+                str(tmp / "node.toml"),
+                "--log-level",
+                "WARNING",
+            ],
             stdout=open(tmp / "node.log", "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
         )
         wait_ready(address, proc)
         ready = time.perf_counter() - t0
-        row("restart after SIGKILL until serving (process start included)", f"{ready:.2f} s", "2 s target", f"{ready / 2:.2f}")
+        row(
+            "restart after SIGKILL until serving (process start included)",
+            f"{ready:.2f} s",
+            "2 s target",
+            f"{ready / 2:.2f}",
+        )
         assert stub.GetCheckpoint(pb.GetCheckpointRequest()).tree_size == size
         proc.terminate()
         proc.wait()

@@ -106,7 +106,7 @@ def test_non_i_json_number_is_refused(node: NodeHandle) -> None:
     )
     code, p = refused(node, raw.encode())
     assert p.status == 422 and any("data.epochs" in e.path for e in p.errors), p
-    code, p = refused(node, json.dumps(training_event()).replace('"r-1"', "NaN").encode())
+    _code, p = refused(node, json.dumps(training_event()).replace('"r-1"', "NaN").encode())
     assert p.status in (400, 422)
 
 
