@@ -104,7 +104,7 @@ def test_non_i_json_number_is_refused(node: NodeHandle) -> None:
     raw = json.dumps(training_event()).replace(
         '"run_id": "r-1"', '"run_id": "r-1", "epochs": 9007199254740993'
     )
-    code, p = refused(node, raw.encode())
+    _code, p = refused(node, raw.encode())
     assert p.status == 422 and any("data.epochs" in e.path for e in p.errors), p
     _code, p = refused(node, json.dumps(training_event()).replace('"r-1"', "NaN").encode())
     assert p.status in (400, 422)
