@@ -10,6 +10,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ledger._auth import Authenticator, Principal
+from ledger._config import NodeConfig
+from ledger._keys import load_or_create_signer
+from ledger.coordinator import Coordinator, LocalCoordinator
+from ledger.sequencer import LogState, Receipt, Sequencer, SequencerLimits
+from ledger.storage import BlockRecord, LevelDBStore
 from provledger import merkle
 from provledger.errors import (
     InvalidRequestError,
@@ -20,19 +26,13 @@ from provledger.errors import (
 from provledger.events import LedgerEntry, decode_json, make_entry
 from provledger.note import Checkpoint, Signer, sign_checkpoint
 
-from ledger._auth import Authenticator, Principal
-from ledger._config import NodeConfig
-from ledger._keys import load_or_create_signer
-from ledger.coordinator import Coordinator, LocalCoordinator
-from ledger.sequencer import LogState, Receipt, Sequencer, SequencerLimits
-from ledger.storage import BlockRecord, LevelDBStore
-
 __all__ = ["EntryView", "ExportFrontier", "LedgerNode"]
 
 
 log = logging.getLogger(__name__)
 
 TILE_WIDTH = 256
+APPEND_CHUNK = 250  # entries handed to the sequencer at once by one request
 TILE_HEIGHT = 8
 
 
@@ -121,16 +121,26 @@ class LedgerNode:
         return entry
 
     def append(self, raws: Iterable[bytes], principal: Principal) -> list[Receipt | LedgerError]:
-        """Validates each event, queues the valid ones together, and waits for their blocks."""
+        """Validates each event, queues the valid ones, and waits for their blocks.
+
+        Valid entries are handed to the sequencer in chunks as they arrive, so a long
+        client stream is being sealed while the rest of it is still coming in.
+        """
         refused: dict[int, LedgerError] = {}
-        valid: list[LedgerEntry] = []
+        tickets = []
+        chunk: list[LedgerEntry] = []
         count = 0
         for count, raw in enumerate(raws, start=1):
             try:
-                valid.append(self.validate(raw, principal))
+                chunk.append(self.validate(raw, principal))
             except LedgerError as exc:
                 refused[count - 1] = exc
-        admitted = iter(self.sequencer.submit(valid).wait()) if valid else iter(())
+            if len(chunk) >= APPEND_CHUNK:
+                tickets.append(self.sequencer.submit(chunk))
+                chunk = []
+        if chunk:
+            tickets.append(self.sequencer.submit(chunk))
+        admitted = iter([outcome for ticket in tickets for outcome in ticket.wait()])
         return [refused[i] if i in refused else next(admitted) for i in range(count)]
 
     # reads
