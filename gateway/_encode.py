@@ -1,0 +1,98 @@
+"""The node's protobuf answers as SPEC §3 JSON: hashes in lowercase hex, leaves in base64.
+
+The gateway adds nothing but encoding. Signed bytes (leaves, headers, notes) are passed
+through as they came; a header or leaf is parsed only to be shown as a JSON object.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from provledger.v1 import ledger_pb2 as pb
+
+__all__ = [
+    "block_detail",
+    "block_summary",
+    "consistency_proof",
+    "dumps",
+    "entry",
+    "export_line",
+    "inclusion_proof",
+    "log_info",
+]
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def entry(e: pb.Entry) -> dict[str, Any]:
+    return {
+        "index": e.index,
+        "leaf_hash": e.leaf_hash.hex(),
+        "leaf": base64.b64encode(e.leaf).decode("ascii"),
+        "entry": json.loads(e.leaf),
+        "block_height": e.block_height,
+    }
+
+
+def _signatures(b: pb.Block) -> list[dict[str, str]]:
+    return [{"node": s.node, "key_id": s.key_id, "sig": s.sig} for s in b.signatures]
+
+
+def block_summary(b: pb.Block) -> dict[str, Any]:
+    return {"header": json.loads(b.header), "hash": b.hash.hex(), "signatures": _signatures(b)}
+
+
+def block_detail(b: pb.Block) -> dict[str, Any]:
+    body = block_summary(b)
+    body["entries"] = list(range(b.first_index, b.first_index + b.count))
+    return body
+
+
+def inclusion_proof(p: pb.InclusionProof) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "index": p.index,
+        "tree_size": p.tree_size,
+        "leaf_hash": p.leaf_hash.hex(),
+        "hashes": [h.hex() for h in p.hashes],
+    }
+    if p.checkpoint:
+        body["checkpoint"] = p.checkpoint
+    return body
+
+
+def consistency_proof(p: pb.ConsistencyProof) -> dict[str, Any]:
+    return {"first": p.first, "second": p.second, "hashes": [h.hex() for h in p.hashes]}
+
+
+def log_info(info: pb.LogInfo) -> dict[str, Any]:
+    return {
+        "origin": info.origin,
+        "tree_size": info.tree_size,
+        "root_hash": info.root_hash.hex(),
+        "block_height": info.block_height if info.HasField("block_height") else None,
+        "verifier_key": info.verifier_key,
+        "checkpoint": info.checkpoint,
+        "nodes": [{"node": n.node, "verifier_key": n.verifier_key} for n in info.nodes],
+    }
+
+
+def export_line(item: pb.ExportItem) -> bytes:
+    """One NDJSON line of `/v1/export` (SPEC §3), newline included."""
+    kind = item.WhichOneof("item")
+    value: dict[str, Any]
+    if kind == "block":
+        b = item.block
+        value = block_summary(b)
+        value["leaves"] = [base64.b64encode(leaf).decode("ascii") for leaf in b.leaves]
+    elif kind == "frontier":
+        f = item.frontier
+        value = {"frontier": {"tree_size": f.tree_size, "hashes": [h.hex() for h in f.hashes]}}
+    elif kind == "checkpoint":
+        value = {"checkpoint": item.checkpoint}
+    else:
+        raise ValueError("export item carries nothing")
+    return dumps(value) + b"\n"
