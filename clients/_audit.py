@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clients._verify import checked_checkpoint
 from provledger.blocks import BlockHeader, BlockSignature
 from provledger.errors import SignatureError
 from provledger.merkle import EMPTY_ROOT, CompactRange
 from provledger.note import Verifier, parse_note, verify_cosignature
-
-from clients._verify import checked_checkpoint
 
 __all__ = ["AuditFailure", "AuditReport", "audit_bundle", "load_node_keys"]
 

@@ -18,9 +18,6 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from provledger.errors import FieldError, InvalidEventError, UnavailableError
-from provledger.note import Verifier
-
 from clients._model import (
     BatchResult,
     Block,
@@ -35,6 +32,8 @@ from clients._model import (
 from clients._state import Advance, StateTracker
 from clients._tls import TlsFiles
 from clients._verify import VerifiedReceipt, as_verifier, verify_entry, verify_receipt
+from provledger.errors import FieldError, InvalidEventError, UnavailableError
+from provledger.note import Verifier
 
 __all__ = [
     "AsyncLedgerClient",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+
 from provledger.errors import (
     ERRORS_BY_STATUS,
     AuthenticationError,

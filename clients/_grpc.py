@@ -10,9 +10,6 @@ from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
-from provledger.blocks import BlockSignature
-from provledger.errors import FieldError
-from provledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 from clients._bundle import block_line, checkpoint_line, frontier_line
 from clients._errors import from_grpc, from_problem
@@ -30,6 +27,9 @@ from clients._model import (
     SignedCheckpoint,
 )
 from clients._tls import TlsFiles
+from provledger.blocks import BlockSignature
+from provledger.errors import FieldError
+from provledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 __all__ = ["AsyncGrpcTransport", "GrpcTransport"]
 

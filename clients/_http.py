@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import httpx
-from provledger.errors import LedgerError, UnavailableError
-from provledger.note import parse_checkpoint, parse_note
 
 from clients._errors import from_problem_json
 from clients._model import (
@@ -28,6 +26,8 @@ from clients._model import (
     Receipt,
     SignedCheckpoint,
 )
+from provledger.errors import LedgerError, UnavailableError
+from provledger.note import parse_checkpoint, parse_note
 
 __all__ = ["AsyncHttpTransport", "HttpTransport"]
 

@@ -20,11 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from clients._verify import checked_checkpoint
 from provledger.errors import ConsistencyError, LedgerError, SignatureError, UnavailableError
 from provledger.merkle import verify_consistency
 from provledger.note import Checkpoint, Verifier, parse_checkpoint, parse_note
-
-from clients._verify import checked_checkpoint
 
 __all__ = ["Advance", "StateTracker", "TrustedCheckpoint", "default_state_path"]
 

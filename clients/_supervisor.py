@@ -24,9 +24,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from provledger.errors import LedgerError
-
 from clients._model import LogInfo
+from provledger.errors import LedgerError
 
 __all__ = ["RunOptions", "UsageError", "run_supervisor"]
 

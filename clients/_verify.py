@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from clients._model import Entry, Receipt
 from provledger.errors import InclusionProofError, SignatureError, VerificationError
 from provledger.events import canonical_json
 from provledger.merkle import leaf_hash, verify_inclusion
 from provledger.note import Checkpoint, Verifier, verify_checkpoint
-
-from clients._model import Entry, Receipt
 
 __all__ = [
     "VerifiedReceipt",

@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from provledger import merkle
-from provledger.note import Verifier, verify_checkpoint
 
 from clients import (
     Dataset,
@@ -27,6 +25,8 @@ from clients import (
     sha256_digest,
     training_event,
 )
+from provledger import merkle
+from provledger.note import Verifier, verify_checkpoint
 from tests.harness.gateway import GatewayHandle, start_gateway
 from tests.harness.node import NodeHandle, start_node
 from tests.harness.procs import free_port

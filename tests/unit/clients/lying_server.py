@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+
 from provledger import merkle
 from provledger.events import leaf_bytes
 from provledger.note import Checkpoint, Signer, sign_checkpoint

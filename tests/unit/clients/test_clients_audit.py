@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from provledger.note import Signer
 
 from clients import audit_bundle
 from clients.cli import run
+from provledger.note import Signer
 from tests.unit.clients.clients_bundle import Bundle, build
 
 
@@ -312,9 +312,8 @@ def test_missing_file_is_a_usage_error(tmp_path: Path, bundle: Bundle) -> None:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=40), max_size=8))
 def test_tree_extension_matches_rfc9162_roots(block_sizes: list[int]) -> None:
-    from provledger import merkle
-
     from clients._audit import _entries_root, _extend
+    from provledger import merkle
 
     tree = merkle.CompactRange()
     seen: list[bytes] = []

@@ -11,15 +11,6 @@ from decimal import Decimal
 
 import grpc
 import pytest
-from provledger.errors import (
-    ConflictError,
-    InvalidEventError,
-    UnavailableError,
-    VerificationError,
-)
-from provledger.events import make_entry
-from provledger.note import Signer
-from provledger.v1 import ledger_pb2
 
 from clients import (
     AsyncLedgerClient,
@@ -41,6 +32,15 @@ from clients import (
     training_event,
     uuid7,
 )
+from provledger.errors import (
+    ConflictError,
+    InvalidEventError,
+    UnavailableError,
+    VerificationError,
+)
+from provledger.events import make_entry
+from provledger.note import Signer
+from provledger.v1 import ledger_pb2
 from tests.unit.clients.lying_server import LyingLedger, leaves, serve
 
 FAST = RetryPolicy(attempts=4, initial_backoff=0.001, max_backoff=0.01)

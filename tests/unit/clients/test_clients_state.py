@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from provledger.errors import ConsistencyError, SignatureError
-from provledger.note import Signer
 
 from clients import AsyncLedgerClient, LedgerClient, RetryPolicy, StateTracker
 from clients.cli import run
+from provledger.errors import ConsistencyError, SignatureError
+from provledger.note import Signer
 from tests.unit.clients.lying_server import LyingLedger, leaves, serve
 
 ORIGIN = "example.org/provledger/lying"

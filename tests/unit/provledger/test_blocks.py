@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given
 from hypothesis import strategies as st
+
 from provledger.blocks import (
     GENESIS_PREV_HASH,
     BlockHeader,

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pymerkle import InmemoryTree
+
 from provledger import merkle
 from provledger.errors import ConsistencyError, InclusionProofError
-from pymerkle import InmemoryTree
 
 _VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parent / "vectors" / "rfc6962.json").read_text(encoding="utf-8")

@@ -33,6 +33,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from provledger.errors import SignatureError
 from provledger.note import (
     MAX_SIGNATURES,
