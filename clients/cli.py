@@ -18,18 +18,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-from provledger.errors import (
-    ConsistencyError,
-    InvalidEventError,
-    InvalidRequestError,
-    LedgerError,
-    UnavailableError,
-    VerificationError,
-    problem,
-)
-from provledger.merkle import leaf_hash, verify_inclusion
-from provledger.note import Checkpoint, Verifier
-
 from clients._audit import AuditReport, audit_bundle, load_node_keys
 from clients._client import LedgerClient, RetryPolicy, parse_url
 from clients._model import Entry, Receipt
@@ -43,6 +31,17 @@ from clients._supervisor import (
 )
 from clients._tls import TlsFiles
 from clients._verify import as_verifier, checked_checkpoint
+from provledger.errors import (
+    ConsistencyError,
+    InvalidEventError,
+    InvalidRequestError,
+    LedgerError,
+    UnavailableError,
+    VerificationError,
+    problem,
+)
+from provledger.merkle import leaf_hash, verify_inclusion
+from provledger.note import Checkpoint, Verifier
 
 __all__ = ["main", "run"]
 
@@ -207,21 +206,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "cluster",
-        help="a local multi-node cluster (not available yet)",
-        description="Local clusters: not available in this version yet.",
+        help="a local multi-node cluster: init, up, status",
+        description="A cluster on one machine: nodes that share one log, with etcd (the "
+        "system's `etcd` binary) as leader lease and commit point, mutual TLS with a "
+        "private CA, and a gateway in front.",
     )
     csub = p.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
-    c = csub.add_parser("init", help="write keys, certificates and configs for a cluster")
-    c.add_argument("--nodes", type=int, default=3)
-    c.add_argument("--dir", type=Path, required=True)
+    c = csub.add_parser(
+        "init",
+        help="write keys, certificates and configs for a cluster",
+        description="Write into DIR a private CA and mutual TLS certificates, the log key "
+        "all nodes share and one key per node, node and gateway configurations, and three "
+        "etcd member configurations, on free loopback ports. DIR must not hold a cluster.",
+    )
+    c.add_argument("--nodes", type=int, default=3, help="ledger nodes (1..9, default 3)")
+    c.add_argument("--dir", type=Path, required=True, help="the cluster's directory")
+    c.add_argument("--origin", help="the log's origin (default localhost/provledger/<random>)")
+    c.add_argument("--json", action="store_true", help="print the written layout as JSON")
     _common(c)
-    c = csub.add_parser("up", help="start the cluster that DIR configures")
-    c.add_argument("--dir", type=Path, required=True)
-    c.add_argument("--http-port", type=_port)
+    c = csub.add_parser(
+        "up",
+        help="start the cluster that DIR configures",
+        description="Start the etcd members, the nodes and a gateway that DIR configures, "
+        "write each PID to DIR/run/<name>.pid, print the gateway URL, and stop them all on "
+        "Ctrl-C or SIGTERM.",
+    )
+    c.add_argument("--dir", type=Path, required=True, help="the cluster's directory")
+    c.add_argument("--http-port", type=_port, help="gateway port (default: as initialised, 8080)")
+    c.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for each process to become ready (default 60)",
+    )
     _common(c)
-    c = csub.add_parser("status", help="role, term, height and head of every node")
-    c.add_argument("--dir", type=Path, required=True)
-    c.add_argument("--json", action="store_true")
+    c = csub.add_parser(
+        "status",
+        help="role, term, height and head of every node",
+        description="Ask every node of DIR for its role (leader or follower), term, block "
+        "height and head hash; show its PID and whether it answered. Exit 3 when no node "
+        "leads.",
+    )
+    c.add_argument("--dir", type=Path, required=True, help="the cluster's directory")
+    c.add_argument("--json", action="store_true", help="JSON for machines")
     _common(c)
 
     p = sub.add_parser(
@@ -946,6 +973,67 @@ def cmd_gateway(args: argparse.Namespace, env: dict[str, str], out: IO[str], err
     _exec_module("gateway", args.config)
 
 
+def cmd_cluster(args: argparse.Namespace, env: dict[str, str], out: IO[str], err: IO[str]) -> int:
+    from clients._cluster import (
+        ClusterError,
+        InitOptions,
+        StartupError,
+        cluster_status,
+        init_cluster,
+        run_cluster,
+    )
+
+    try:
+        if args.cluster_command == "init":
+            manifest = init_cluster(
+                args.dir, InitOptions(nodes=args.nodes, origin=args.origin or "")
+            )
+            if args.json:
+                out.write(_dump(manifest) + "\n")
+            else:
+                out.write(f"cluster of {len(manifest['nodes'])} nodes written to {args.dir}\n")
+                _pairs(
+                    [
+                        ("origin", manifest["origin"]),
+                        ("verifier key", manifest["verifier_key"]),
+                        *((n["node"], f"grpc://{n['address']}") for n in manifest["nodes"]),
+                        ("etcd", ", ".join(m["client"] for m in manifest["etcd"])),
+                        ("gateway", f"http://{manifest['gateway']['listen']}"),
+                        ("start it", f"provledger cluster up --dir {args.dir}"),
+                    ],
+                    out,
+                )
+            return EXIT_OK
+        if args.cluster_command == "up":
+            return run_cluster(args.dir, args.http_port, out, err, args.startup_timeout)
+        status = cluster_status(args.dir)
+    except ClusterError as e:
+        raise _Usage(str(e)) from None
+    except StartupError as e:
+        err.write(f"provledger cluster {args.cluster_command}: {e}\n")
+        return EXIT_FAILED
+    if args.json:
+        out.write(_dump(status) + "\n")
+    else:
+        rows = [["NODE", "ROLE", "TERM", "HEIGHT", "HEAD", "PID", "REACHABLE"]]
+        for n in status["nodes"]:
+            rows.append(
+                [
+                    n["node"],
+                    n["role"] or "-",
+                    "-" if n["term"] is None else str(n["term"]),
+                    "-" if n["height"] is None else str(n["height"]),
+                    (n["head_hash"] or "-")[:16],
+                    "-" if n["pid"] is None else str(n["pid"]),
+                    "yes" if n["reachable"] else "no",
+                ]
+            )
+        _table(rows, out)
+        leader = status["leader"]
+        out.write(f"leader: {leader} (term {status['term']})\n" if leader else "leader: none\n")
+    return EXIT_OK if status["leader"] else EXIT_UNAVAILABLE
+
+
 def cmd_not_yet(args: argparse.Namespace, env: dict[str, str], out: IO[str], err: IO[str]) -> int:
     name = args.command + (f" {args.cluster_command}" if args.command == "cluster" else "")
     err.write(f"provledger {name}: not available in this version yet\n")
@@ -956,7 +1044,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, dict[str, str], IO[str], IO[s
     "run": cmd_run,
     "node": cmd_node,
     "gateway": cmd_gateway,
-    "cluster": cmd_not_yet,
+    "cluster": cmd_cluster,
     "reconcile": cmd_not_yet,
     "anchor": cmd_not_yet,
     "append": cmd_append,

@@ -10,11 +10,10 @@ import sys
 import threading
 from pathlib import Path
 
-from provledger.errors import LedgerError
-
 from ledger._config import load_config
 from ledger._node import LedgerNode
 from ledger.service import serve
+from provledger.errors import LedgerError
 
 
 def main(argv: list[str] | None = None) -> int:

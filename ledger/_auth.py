@@ -6,10 +6,9 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+from ledger._config import PrincipalConfig
 from provledger.errors import AuthenticationError, PermissionDeniedError
 from provledger.events import SYSTEM_EVENT_TYPES
-
-from ledger._config import PrincipalConfig
 
 __all__ = ["LOCAL", "Authenticator", "Principal"]
 

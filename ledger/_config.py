@@ -45,6 +45,10 @@ class NodeConfig:
     tls: TLSConfig | None = None
     coordinator: dict[str, Any] = field(default_factory=lambda: {"kind": "local"})
     workers: int = 16
+    # Key files kept outside data_dir (a cluster: the shared log key, this node's key), so
+    # that a node whose database is lost rebuilds under the same keys. None: data_dir/keys.
+    log_key_file: Path | None = None
+    node_key_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.node_id or any(c.isspace() or c == "+" for c in self.node_id):
@@ -55,6 +59,15 @@ class NodeConfig:
             raise ValueError(f"max_event_bytes: must be between 1 and {MAX_EVENT_BYTES}")
         if self.max_block_delay_ms < 0:
             raise ValueError("max_block_delay_ms: must not be negative")
+        kind = self.coordinator.get("kind", "local")
+        if kind not in ("local", "etcd"):
+            raise ValueError(f"coordinator.kind: {kind!r} is not 'local' or 'etcd'")
+        if kind == "etcd" and not self.origin:
+            raise ValueError("origin: a cluster member needs the log's origin configured")
+
+    @property
+    def clustered(self) -> bool:
+        return bool(self.coordinator.get("kind", "local") == "etcd")
 
     @property
     def advertised(self) -> str:
@@ -100,6 +113,10 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> NodeConfig:
     tls = None
     if tls_raw:
         tls = TLSConfig(**{k: (base / v) for k, v in tls_raw.items() if k in ("ca", "cert", "key")})
+    for name in ("log_key_file", "node_key_file"):
+        if raw.get(name) is not None:
+            key_path = Path(raw[name])
+            raw[name] = key_path if key_path.is_absolute() else base / key_path
     known = set(NodeConfig.__dataclass_fields__) - {"data_dir", "principals", "tls"}
     unknown = set(raw) - known
     if unknown:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from provledger.note import Signer
 
-__all__ = ["load_or_create_signer"]
+__all__ = ["load_or_create_signer", "load_signer"]
 
 
 def load_or_create_signer(path: Path, name: str) -> Signer:
@@ -26,4 +26,19 @@ def load_or_create_signer(path: Path, name: str) -> Signer:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    return Signer.from_seed(name, seed)
+
+
+def load_signer(path: Path, name: str) -> Signer:
+    """An Ed25519 signer from an existing seed file (a cluster's distributed keys)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read key file {path}: {exc.strerror}") from None
+    try:
+        seed = base64.b64decode(text.strip(), validate=True)
+    except ValueError:
+        raise ValueError(f"key file {path}: not a base64 seed") from None
+    if len(seed) != 32:
+        raise ValueError(f"key file {path}: the seed is {len(seed)} bytes, expected 32")
     return Signer.from_seed(name, seed)

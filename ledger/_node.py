@@ -8,13 +8,13 @@ import os
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger._auth import Authenticator, Principal
 from ledger._config import NodeConfig
-from ledger._keys import load_or_create_signer
+from ledger._keys import load_or_create_signer, load_signer
 from ledger.coordinator import Coordinator, LocalCoordinator
-from ledger.sequencer import LogState, Receipt, Sequencer, SequencerLimits
+from ledger.sequencer import LogState, Receipt, SealedBlock, Sequencer, SequencerLimits
 from ledger.storage import BlockRecord, LevelDBStore
 from provledger import merkle
 from provledger.errors import (
@@ -25,6 +25,9 @@ from provledger.errors import (
 )
 from provledger.events import LedgerEntry, decode_json, make_entry
 from provledger.note import Checkpoint, Signer, sign_checkpoint
+
+if TYPE_CHECKING:
+    from ledger._cluster import ClusterRole
 
 __all__ = ["EntryView", "ExportFrontier", "LedgerNode"]
 
@@ -56,12 +59,32 @@ class LedgerNode:
         self.store = LevelDBStore(config.data_dir / "db")
         self.origin = self._origin()
         keys = config.data_dir / "keys"
-        self.log_signer: Signer = load_or_create_signer(keys / "log.key", self.origin)
-        self.node_signer: Signer = load_or_create_signer(keys / "node.key", config.node_id)
-        self.auth = Authenticator(config.principals, config.public_reads)
-        self.coordinator: Coordinator = coordinator or LocalCoordinator(
-            self.store, config.node_id, config.advertised
+        self.log_signer: Signer = (
+            load_signer(config.log_key_file, self.origin)
+            if config.log_key_file is not None
+            else load_or_create_signer(keys / "log.key", self.origin)
         )
+        self.node_signer: Signer = (
+            load_signer(config.node_key_file, config.node_id)
+            if config.node_key_file is not None
+            else load_or_create_signer(keys / "node.key", config.node_id)
+        )
+        self.auth = Authenticator(config.principals, config.public_reads)
+        self.cluster: ClusterRole | None = None
+        if config.clustered and coordinator is None:
+            # Imported here: a single node never loads the etcd client.
+            from ledger._etcd import EtcdCoordinator, EtcdSettings
+
+            etcd = EtcdCoordinator(
+                EtcdSettings.from_mapping(config.coordinator, self.origin),
+                config.node_id,
+                config.advertised,
+            )
+            self.coordinator: Coordinator = etcd
+        else:
+            self.coordinator = coordinator or LocalCoordinator(
+                self.store, config.node_id, config.advertised
+            )
         self.sequencer = Sequencer(
             self.store,
             self.coordinator,
@@ -73,7 +96,21 @@ class LedgerNode:
                 config.max_block_bytes,
                 config.max_block_delay_ms / 1000.0,
             ),
+            encode_block=self._encode_block if config.clustered else None,
+            on_commit=self._on_commit if config.clustered else None,
         )
+        if config.clustered and coordinator is None:
+            from ledger._cluster import ClusterRole
+
+            self.cluster = ClusterRole(self, etcd)
+
+    def _encode_block(self, sealed: SealedBlock) -> bytes:
+        assert self.cluster is not None
+        return self.cluster.encode_block(sealed)
+
+    def _on_commit(self, sealed: SealedBlock, state: LogState) -> None:
+        assert self.cluster is not None
+        self.cluster.on_commit(sealed, state)
 
     def _origin(self) -> str:
         stored = self.store.get_meta("origin")
@@ -90,6 +127,18 @@ class LedgerNode:
         return origin
 
     def start(self) -> None:
+        if self.cluster is not None:
+            # Follower first; the role loop campaigns and leads when it wins the lease.
+            self.cluster.start()
+            log.info(
+                "node %s joins the cluster of log %s at tree size %d",
+                self.config.node_id,
+                self.origin,
+                self.state.tree_size,
+            )
+            return
+        if not isinstance(self.coordinator, LocalCoordinator):
+            raise TypeError("a standalone node needs a LocalCoordinator")
         term = self.coordinator.campaign()
         self.sequencer.start(term)
         log.info(
@@ -101,6 +150,8 @@ class LedgerNode:
         )
 
     def close(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop()
         self.sequencer.stop()
         self.coordinator.close()
         self.store.close()
@@ -289,13 +340,22 @@ class LedgerNode:
 
     def status(self) -> dict[str, Any]:
         state = self.state
-        leader = self.coordinator.leader()
+        term = state.term
+        if self.cluster is not None:
+            role = self.cluster.role
+            info = self.cluster.leader()
+            leader = (info.node, info.address) if info is not None else None
+            if info is not None:
+                term = max(term, info.term)
+        else:
+            role = "leader" if self.coordinator.is_leader() else "follower"
+            leader = self.coordinator.leader()
         return {
             "node": self.config.node_id,
-            "role": "leader" if self.coordinator.is_leader() else "follower",
+            "role": role,
             "leader": leader[0] if leader else "",
             "leader_address": leader[1] if leader else "",
-            "term": state.term,
+            "term": term,
             "height": state.height,
             "head_hash": state.head_hash,
             "tree_size": state.tree_size,
@@ -303,7 +363,13 @@ class LedgerNode:
         }
 
     def node_keys(self) -> list[tuple[str, str]]:
-        return [(self.config.node_id, self.node_signer.verifier_key)]
+        """Every member's node verifier key (this node's alone when standalone)."""
+        mine = (self.config.node_id, self.node_signer.verifier_key)
+        if self.cluster is None:
+            return [mine]
+        keys = {m.node: m.verifier_key for m in self.cluster.members()}
+        keys[mine[0]] = mine[1]
+        return sorted(keys.items())
 
     def idempotent_batch(self, key: str) -> dict[str, Any] | None:
         raw = self.store.idempotency(key)

@@ -12,9 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from provledger.errors import UnavailableError
-
 from ledger.storage import LevelDBStore
+from provledger.errors import UnavailableError
 
 __all__ = ["CommitRecord", "Coordinator", "FencedError", "LocalCoordinator"]
 
@@ -32,14 +31,13 @@ class CommitRecord:
     prev_hash: bytes
     term: int
     payload: bytes  # the whole signed block with leaves, for engines that hold a window of blocks
+    tree_size: int = 0
 
 
 class Coordinator(Protocol):
-    needs_payload: bool  # whether commit() stores CommitRecord.payload
+    """What the sequencer and the node's status need; campaigning differs per engine."""
 
-    def campaign(self) -> int:
-        """Blocks until this node leads; returns its term (a fencing token)."""
-        ...
+    needs_payload: bool  # whether commit() stores CommitRecord.payload
 
     def is_leader(self) -> bool: ...
 
@@ -50,8 +48,6 @@ class Coordinator(Protocol):
     def commit(self, record: CommitRecord) -> None:
         """Makes the block final, or raises FencedError (or UnavailableError if unknown)."""
         ...
-
-    def on_lost_leadership(self, callback: Callable[[], None]) -> None: ...
 
     def close(self) -> None: ...
 

@@ -18,15 +18,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ledger._identity_filter import IdentityFilter
+from ledger.coordinator import CommitRecord, Coordinator
+from ledger.storage import BlockRecord, Head, LevelDBStore, NewLeaf, event_digest
 from provledger import merkle
 from provledger.blocks import GENESIS_PREV_HASH, BlockHeader, sign_header, timestamp_ms
 from provledger.errors import ConflictError, LedgerError, StorageError, UnavailableError
 from provledger.events import LedgerEntry
 from provledger.note import Checkpoint, Signer, sign_checkpoint
-
-from ledger._identity_filter import IdentityFilter
-from ledger.coordinator import CommitRecord, Coordinator
-from ledger.storage import BlockRecord, Head, LevelDBStore, NewLeaf, event_digest
 
 __all__ = ["LogState", "Receipt", "Sequencer", "SequencerLimits", "Ticket"]
 
@@ -176,13 +175,28 @@ class Sequencer:
         self._thread = threading.Thread(target=self._run, name="sequencer", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, reason: str = "the node is shutting down") -> None:
+        """Stops sealing; every entry still waiting is answered UNAVAILABLE with `reason`.
+
+        A cluster leader that loses its lease stops this way and may start again later
+        with a new term (`start`), after adopting what other leaders committed.
+        """
         with self._lock:
             self._running = False
             self._wakeup.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._fail_all(UnavailableError("the node is shutting down", retry_after=1))
+            self._thread.join(timeout=30)
+            self._thread = None
+        self._fail_all(UnavailableError(reason, retry_after=1))
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def failed(self) -> LedgerError | None:
+        """The storage failure that stopped sequencing for good, if any."""
+        return self._failed
 
     def set_state(self, state: LogState) -> None:
         """Adopts a state committed elsewhere (a follower applying a leader's block)."""
@@ -372,7 +386,7 @@ class Sequencer:
             else b""
         )
         self._coordinator.commit(
-            CommitRecord(height, header_hash, state.head_hash, self._term, payload)
+            CommitRecord(height, header_hash, state.head_hash, self._term, payload, tree_size)
         )
         self._store.apply_block(
             record,

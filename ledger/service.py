@@ -12,6 +12,12 @@ from concurrent import futures
 from typing import Any, NoReturn, TypeVar
 
 import grpc
+
+from ledger._auth import Principal
+from ledger._node import EntryView, ExportFrontier, LedgerNode
+from ledger._peers import FORWARDED_KEY
+from ledger.sequencer import Receipt
+from ledger.storage import BlockRecord
 from provledger.errors import (
     InvalidEventError,
     InvalidRequestError,
@@ -21,19 +27,18 @@ from provledger.errors import (
 )
 from provledger.v1 import ledger_pb2 as pb
 from provledger.v1 import ledger_pb2_grpc as pb_grpc
+from provledger.v1 import replication_pb2 as rpb
+from provledger.v1 import replication_pb2_grpc as rpb_grpc
 
-from ledger._auth import Principal
-from ledger._node import EntryView, ExportFrontier, LedgerNode
-from ledger.sequencer import Receipt
-from ledger.storage import BlockRecord
-
-__all__ = ["LedgerService", "serve"]
+__all__ = ["LedgerService", "ReplicationService", "serve"]
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 10_000
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 IDEMPOTENCY_TTL = 24 * 3600
+FORWARD_TIMEOUT = 120.0
+PROBLEM_KEY = "provledger-problem-bin"
 
 STATUS_CODES: dict[int, grpc.StatusCode] = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
@@ -109,6 +114,48 @@ class LedgerService(pb_grpc.LedgerServicer):
                 authorization = value if isinstance(value, str) else value.decode()
         return self.node.auth.authenticate(authorization)
 
+    def _leader_address(self, context: grpc.ServicerContext) -> str | None:
+        """Where a write goes instead of this node: None when this node takes it."""
+        cluster = self.node.cluster
+        if cluster is None or cluster.role == "leader":
+            return None
+        info = cluster.leader()
+        forwarded = any(key == FORWARDED_KEY for key, _ in context.invocation_metadata())
+        if info is None:
+            raise UnavailableError("no node leads the cluster at the moment; retry", retry_after=1)
+        if forwarded or info.node == self.node.config.node_id:
+            # One hop only: a follower that meets another follower's belief answers 503.
+            raise UnavailableError(
+                f"node {self.node.config.node_id} does not lead; the leader is {info.node} "
+                f"at {info.address} (term {info.term}); retry",
+                retry_after=1,
+            )
+        return info.address
+
+    def _forward(
+        self, address: str, method: str, request: Any, context: grpc.ServicerContext
+    ) -> Any:
+        """Sends a write on to the leader with the caller's credentials; relays its answer."""
+        assert self.node.cluster is not None
+        metadata = [(k, v) for k, v in context.invocation_metadata() if k == "authorization"]
+        metadata.append((FORWARDED_KEY, self.node.config.node_id))
+        stub = self.node.cluster.peers.ledger(address)
+        try:
+            return getattr(stub, method)(request, metadata=metadata, timeout=FORWARD_TIMEOUT)
+        except grpc.RpcError as exc:
+            trailing = [(k, v) for k, v in (exc.trailing_metadata() or ()) if k == PROBLEM_KEY]
+            if not trailing:
+                abort(
+                    context,
+                    UnavailableError(
+                        f"the leader at {address} did not answer ({exc.code().name}); retry",
+                        retry_after=1,
+                    ),
+                )
+            context.set_trailing_metadata(trailing)
+            context.abort(exc.code(), exc.details() or "")
+            raise AssertionError("unreachable") from None
+
     def _read(self, context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
         try:
             self.node.auth.require_reader(self._principal(context))
@@ -120,6 +167,10 @@ class LedgerService(pb_grpc.LedgerServicer):
 
     def Append(self, request: pb.AppendRequest, context: grpc.ServicerContext) -> pb.Receipt:
         try:
+            leader = self._leader_address(context)
+            if leader is not None:
+                reply: pb.Receipt = self._forward(leader, "Append", request, context)
+                return reply
             outcome = self.node.append([request.event], self._principal(context))[0]
             if isinstance(outcome, LedgerError):
                 raise outcome
@@ -131,6 +182,12 @@ class LedgerService(pb_grpc.LedgerServicer):
         self, request: pb.AppendBatchRequest, context: grpc.ServicerContext
     ) -> pb.AppendBatchResponse:
         try:
+            leader = self._leader_address(context)
+            if leader is not None:
+                reply: pb.AppendBatchResponse = self._forward(
+                    leader, "AppendBatch", request, context
+                )
+                return reply
             principal = self._principal(context)
             self.node.auth.require_writer(principal)
             count = len(request.events)
@@ -185,6 +242,12 @@ class LedgerService(pb_grpc.LedgerServicer):
         self, request_iterator: Iterator[pb.AppendRequest], context: grpc.ServicerContext
     ) -> pb.AppendBatchResponse:
         try:
+            leader = self._leader_address(context)
+            if leader is not None:
+                reply: pb.AppendBatchResponse = self._forward(
+                    leader, "AppendStream", request_iterator, context
+                )
+                return reply
             principal = self._principal(context)
             self.node.auth.require_writer(principal)
             return _batch_response(self.node.append((r.event for r in request_iterator), principal))
@@ -346,6 +409,51 @@ class LedgerService(pb_grpc.LedgerServicer):
         return out
 
 
+class ReplicationService(rpb_grpc.ReplicationServicer):
+    """Node to node: a peer fetches blocks to catch up; the leader pushes committed ones.
+
+    With mutual TLS the caller's CA-signed certificate admits it; without, fetching needs
+    what reading needs. A pushed block is verified whoever sends it.
+    """
+
+    def __init__(self, node: LedgerNode, ledger: LedgerService) -> None:
+        self.node = node
+        self._ledger = ledger
+
+    def FetchBlocks(
+        self, request: rpb.FetchBlocksRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.Block]:
+        try:
+            if self.node.config.tls is None:
+                self.node.auth.require_reader(self._ledger._principal(context))
+            height = self.node.state.height
+            if height is None:
+                return
+            last = min(request.to_height, height) if request.HasField("to_height") else height
+            for h in range(request.from_height, last + 1):
+                record = self.node.store.block(h)
+                yield block_pb(record, self.node.block_leaves(record))
+        except LedgerError as exc:
+            abort(context, exc)
+
+    def PushBlock(self, request: pb.Block, context: grpc.ServicerContext) -> rpb.PushBlockResponse:
+        cluster = self.node.cluster
+        try:
+            if cluster is None:
+                raise UnavailableError("this node is not a cluster member", retry_after=60)
+            outcome = cluster.replica.offer(request, sender=context.peer(), confirm=True)
+        except LedgerError as exc:
+            abort(context, exc)
+        response = rpb.PushBlockResponse(
+            height=max(outcome.next_height - 1, 0),
+            next_height=outcome.next_height,
+            cosignature=outcome.cosignature,
+        )
+        if outcome.signature is not None:
+            response.signature.CopyFrom(pb.BlockSignature(**outcome.signature.to_json()))
+        return response
+
+
 def _batch_response(results: list[Receipt | LedgerError]) -> pb.AppendBatchResponse:
     out = pb.AppendBatchResponse()
     for r in results:
@@ -385,7 +493,9 @@ def serve(node: LedgerNode, extra: Callable[[grpc.Server], None] | None = None) 
             ("grpc.so_reuseport", 0),
         ],
     )
-    pb_grpc.add_LedgerServicer_to_server(LedgerService(node), server)
+    ledger = LedgerService(node)
+    pb_grpc.add_LedgerServicer_to_server(ledger, server)
+    rpb_grpc.add_ReplicationServicer_to_server(ReplicationService(node, ledger), server)
     if extra is not None:
         extra(server)
     credentials = server_credentials(node)

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import plyvel
-from provledger.errors import NotFoundError, StorageError
 
 from ledger.storage import _codec as codec
+from provledger.errors import NotFoundError, StorageError
 
 __all__ = ["BlockRecord", "Head", "LevelDBStore", "NewLeaf", "event_digest"]
 
@@ -268,5 +268,7 @@ class LevelDBStore:
             except plyvel.Error as exc:
                 raise StorageError(f"cannot write block {block.height}: {exc}") from exc
 
-    def put_signatures(self, height: int, signatures: Sequence[dict[str, str]]) -> None:
-        self._db.put(codec.signatures_key(height), json.dumps(list(signatures)).encode(), sync=True)
+    def put_signatures(
+        self, height: int, signatures: Sequence[dict[str, str]], *, sync: bool = True
+    ) -> None:
+        self._db.put(codec.signatures_key(height), json.dumps(list(signatures)).encode(), sync=sync)

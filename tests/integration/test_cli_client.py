@@ -343,7 +343,6 @@ def test_usage_errors_exit_2(node: NodeHandle) -> None:
     assert cli(url, "get", "--log", "--url", "ftp://x").returncode == 2
     assert cli(url, "append", "-", stdin="[1, 2").returncode == 2
     for args in (
-        ["cluster", "init", "--dir", "x"],
         ["anchor"],
         ["reconcile", "--repo", ".", "--branch", "main"],
     ):

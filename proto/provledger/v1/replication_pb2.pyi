@@ -50,10 +50,15 @@ class PushBlockResponse(_message.Message):
     HEIGHT_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
     COSIGNATURE_FIELD_NUMBER: _builtins.int
+    NEXT_HEIGHT_FIELD_NUMBER: _builtins.int
     height: _builtins.int
     """the follower's head after applying"""
     cosignature: _builtins.str
     """a C2SP tlog-cosignature line for the block's checkpoint"""
+    next_height: _builtins.int
+    """The height the follower needs next (its head + 1; 0 while it holds no block).
+    Set on every answer; `signature` is set only when the pushed block is (now) held.
+    """
     @_builtins.property
     def signature(self) -> _ledger_pb2.BlockSignature: ...
     def __init__(
@@ -62,10 +67,11 @@ class PushBlockResponse(_message.Message):
         height: _builtins.int = ...,
         signature: _ledger_pb2.BlockSignature | None = ...,
         cosignature: _builtins.str = ...,
+        next_height: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["signature", b"signature"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cosignature", b"cosignature", "height", b"height", "signature", b"signature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cosignature", b"cosignature", "height", b"height", "next_height", b"next_height", "signature", b"signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
