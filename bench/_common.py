@@ -1,13 +1,17 @@
-"""Shared pieces of the benchmarks: realistic events, process helpers, percentiles."""
+"""Shared pieces of the benchmarks: realistic events, client processes, percentiles."""
 
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 import statistics
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -66,3 +70,43 @@ def header(title: str) -> None:
 
 def cpu_count() -> int:
     return os.cpu_count() or 1
+
+
+def run_clients(target: Any, args_list: list[tuple[Any, ...]]) -> list[Any]:
+    """Runs `target(*args, queue)` in one spawned process per args; what each put on the queue."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*a, queue)) for a in args_list]
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return results
+
+
+def append_latencies(stub: Any, threads: int, seconds: float, timeout: float) -> list[float]:
+    """Seconds per unary Append, from `threads` callers on one stub for `seconds`."""
+    from provledger.v1 import ledger_pb2 as pb
+
+    latencies: list[float] = []
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def loop(n: int) -> None:
+        source = f"urn:bench:single:{n}:{os.getpid()}"
+        mine = []
+        while time.perf_counter() < deadline:
+            raw = training_event(source)
+            t0 = time.perf_counter()
+            stub.Append(pb.AppendRequest(event=raw), timeout=timeout)
+            mine.append(time.perf_counter() - t0)
+        with lock:
+            latencies.extend(mine)
+
+    ts = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return latencies

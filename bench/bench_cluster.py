@@ -28,8 +28,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import header, median, percentile, row, training_event
-from bench.bench_ledger import free_port, start_node
+from bench._common import (
+    append_latencies,
+    header,
+    median,
+    percentile,
+    row,
+    run_clients,
+    training_event,
+)
+from bench.bench_ledger import free_port, spawn_node, start_node
 
 TlsPaths = tuple[str, str, str] | None  # ca, cert, key
 
@@ -79,42 +87,7 @@ def _batch_worker(
 def _latency_worker(
     address: str, tls: TlsPaths, threads: int, seconds: float, queue: mp.Queue
 ) -> None:  # type: ignore[type-arg]
-    from provledger.v1 import ledger_pb2 as pb
-
-    stub = _stub(address, tls)
-    latencies: list[float] = []
-    lock = threading.Lock()
-    deadline = time.perf_counter() + seconds
-
-    def loop(n: int) -> None:
-        source = f"urn:bench:single:{n}:{os.getpid()}"
-        mine = []
-        while time.perf_counter() < deadline:
-            raw = training_event(source)
-            t0 = time.perf_counter()
-            stub.Append(pb.AppendRequest(event=raw), timeout=60)
-            mine.append(time.perf_counter() - t0)
-        with lock:
-            latencies.extend(mine)
-
-    ts = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    queue.put(latencies)
-
-
-def run_clients(target: Any, args_list: list[tuple[Any, ...]]) -> list[Any]:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=target, args=(*a, queue)) for a in args_list]
-    for p in procs:
-        p.start()
-    results = [queue.get() for _ in procs]
-    for p in procs:
-        p.join()
-    return results
+    queue.put(append_latencies(_stub(address, tls), threads, seconds, timeout=60))
 
 
 def throughput(address: str, tls: TlsPaths, clients: int, events: int, batch: int) -> float:
@@ -220,8 +193,7 @@ class Cluster:
 
     def start_node(self, name: str) -> None:
         config = self.root / next(n["config"] for n in self.manifest["nodes"] if n["node"] == name)
-        args = [sys.executable, "-m", "ledger", "--config", str(config), "--log-level", "WARNING"]
-        self._spawn(name, args)
+        self.procs[name] = spawn_node(config, self.root / f"{name}.log")
 
     def address(self, name: str) -> str:
         return str(next(n["address"] for n in self.manifest["nodes"] if n["node"] == name))

@@ -19,13 +19,21 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import header, median, percentile, row, rss_mb, training_event
+from bench._common import (
+    append_latencies,
+    header,
+    median,
+    percentile,
+    row,
+    rss_mb,
+    run_clients,
+    training_event,
+)
 
 
 def raw_store_rate(path: Path, leaves: int = 100_000) -> float:
@@ -69,13 +77,18 @@ def start_node(tmp: Path, port: int) -> subprocess.Popen[bytes]:
         f'node_id = "bench-1"\ndata_dir = "{tmp / "data"}"\nlisten = "127.0.0.1:{port}"\n'
         'origin = "bench.provledger.local/log"\nmax_block_entries = 1000\nmax_block_delay_ms = 20\n'
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ledger", "--config", str(config), "--log-level", "WARNING"],
-        stdout=open(tmp / "node.log", "ab"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-    )
+    proc = spawn_node(config, tmp / "node.log")
     wait_ready(f"127.0.0.1:{port}", proc)
     return proc
+
+
+def spawn_node(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`python -m ledger` with `config`, its output appended to `log`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ledger", "--config", str(config), "--log-level", "WARNING"],
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def wait_ready(address: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> float:
@@ -160,43 +173,10 @@ def _stream_worker(address: str, worker: int, total: int, per_stream: int, queue
 def _latency_worker(address: str, threads: int, seconds: float, queue: mp.Queue) -> None:  # type: ignore[type-arg]
     import grpc
 
-    from provledger.v1 import ledger_pb2 as pb
     from provledger.v1 import ledger_pb2_grpc as pb_grpc
 
     stub = pb_grpc.LedgerStub(grpc.insecure_channel(address))
-    latencies: list[float] = []
-    lock = threading.Lock()
-    deadline = time.perf_counter() + seconds
-
-    def loop(n: int) -> None:
-        source = f"urn:bench:single:{n}:{os.getpid()}"
-        mine = []
-        while time.perf_counter() < deadline:
-            raw = training_event(source)
-            t0 = time.perf_counter()
-            stub.Append(pb.AppendRequest(event=raw), timeout=30)
-            mine.append(time.perf_counter() - t0)
-        with lock:
-            latencies.extend(mine)
-
-    ts = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    queue.put(latencies)
-
-
-def run_clients(target, args_list) -> list:  # type: ignore[no-untyped-def]
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=target, args=(*a, queue)) for a in args_list]
-    for p in procs:
-        p.start()
-    results = [queue.get() for _ in procs]
-    for p in procs:
-        p.join()
-    return results
+    queue.put(append_latencies(stub, threads, seconds, timeout=30))
 
 
 def proof_latencies(address: str, size: int, n: int) -> tuple[list[float], list[float]]:
@@ -333,19 +313,7 @@ def main() -> None:
             f"{median(con_s) * 1e6:,.0f} / {percentile(con_s, 99) * 1e6:,.0f} µs",
         )
         t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ledger",
-                "--config",
-                str(tmp / "node.toml"),
-                "--log-level",
-                "WARNING",
-            ],
-            stdout=open(tmp / "node.log", "ab"),  # noqa: SIM115
-            stderr=subprocess.STDOUT,
-        )
+        proc = spawn_node(tmp / "node.toml", tmp / "node.log")
         wait_ready(address, proc)
         ready = time.perf_counter() - t0
         row(

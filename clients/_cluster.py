@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import datetime
 import functools
 import ipaddress
@@ -32,17 +31,15 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any
 
+from clients._children import Child, Stop, spawn, supervising
 from provledger.note import Signer
 
 __all__ = [
@@ -453,81 +450,23 @@ def cluster_status(directory: Path, timeout: float = 2.0) -> dict[str, Any]:
 # -- up -------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    # Linux: a child gets SIGTERM if `cluster up` dies without stopping it (SIGKILL).
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-@dataclass
-class _Child:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-    pid_path: Path
-    reported: bool = False
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, timeout: float) -> None:
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                # An etcd member that lost its quorum during shutdown can hang: SIGKILL.
-                with contextlib.suppress(ProcessLookupError):
-                    self.popen.kill()
-                self.popen.wait()
-        with contextlib.suppress(FileNotFoundError):
-            self.pid_path.unlink()
-
-    def tail(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-2000:]
-        except OSError:
-            return ""
-
-
-def _spawn(root: Path, name: str, args: list[str]) -> _Child:
-    logs = root / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{name}.log"
-    with log_path.open("ab") as log:
-        popen = subprocess.Popen(
-            args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-            process_group=0,
-            preexec_fn=_die_with_parent,
-        )
-    pid_path = root / "run" / f"{name}.pid"
-    pid_path.parent.mkdir(parents=True, exist_ok=True)
-    pid_path.write_text(f"{popen.pid}\n")
-    return _Child(name, popen, log_path, pid_path)
-
-
-class _Stop(Exception):
-    pass
-
-
-def _wait(child: _Child, check: Callable[[], bool], timeout: float, what: str) -> None:
+def _wait(child: Child, check: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not child.alive():
             raise StartupError(
                 f"{child.name} exited with status {child.popen.returncode} before {what}\n"
-                f"{child.tail()}"
+                f"{child.tail(2000)}"
             )
         with contextlib.suppress(Exception):
             if check():
                 return
         time.sleep(0.1)
-    raise StartupError(f"{child.name}: not {what} after {timeout:.0f} s\n{child.tail()}")
+    raise StartupError(f"{child.name}: not {what} after {timeout:.0f} s\n{child.tail(2000)}")
+
+
+def _spawn(root: Path, name: str, args: list[str]) -> Child:
+    return spawn(name, args, root / "logs", cwd=root, pid_dir=root / "run")
 
 
 def _etcd_healthy(client_address: str) -> bool:
@@ -566,17 +505,9 @@ def run_cluster(
         listen = f"127.0.0.1:{http_port}"
     url = f"http://{listen}"
 
-    stopping = False
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        if not stopping:
-            stopping = True
-            raise _Stop
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    children: list[_Child] = []
-    try:
+    children: list[Child] = []
+    # Gateway, then nodes, then etcd: nothing loses its dependency while still serving.
+    with supervising(children, stop_timeout=10.0):
         try:
             members = []
             for m in manifest["etcd"]:
@@ -643,14 +574,6 @@ def run_cluster(
                         )
                         err.flush()
                 time.sleep(0.2)
-        except _Stop:
+        except Stop:
             err.write("provledger cluster: stopping\n")
             return 0
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        # Gateway, then nodes, then etcd: nothing loses its dependency while still serving.
-        for child in reversed(children):
-            child.stop(timeout=10.0)
-        for s, handler in previous.items():
-            signal.signal(s, handler)

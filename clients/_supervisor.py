@@ -9,21 +9,17 @@ directory, so a second start serves the same log under the same key.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any
 
+from clients._children import Child, Stop, spawn, supervising
 from clients._model import LogInfo
 from provledger.errors import LedgerError
 
@@ -32,6 +28,7 @@ __all__ = ["RunOptions", "UsageError", "run_supervisor"]
 NODE_ID = "node-1"
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_GRPC_PORT = 7400
+_TAIL = 3000  # characters of a child's log shown when it fails
 
 
 class UsageError(Exception):
@@ -109,61 +106,8 @@ def prepare(options: RunOptions) -> tuple[Path, Path, int, int, dict[str, Any]]:
     return node_toml, gateway_toml, gateway_port, node_port, node
 
 
-def _die_with_parent() -> None:
-    # Linux: a child gets SIGTERM if the supervisor dies without stopping it (SIGKILL).
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-@dataclass
-class _Child:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path | None
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, timeout: float) -> int:
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    self.popen.kill()
-                self.popen.wait()
-        return self.popen.returncode
-
-    def tail(self) -> str:
-        if self.log_path is None:
-            return ""
-        try:
-            return self.log_path.read_text(errors="replace")[-3000:]
-        except OSError:
-            return ""
-
-
-def _spawn(name: str, module: str, config: Path, logs: Path | None) -> _Child:
-    args = [sys.executable, "-m", module, "--config", str(config)]
-    # Own process group: Ctrl-C reaches the supervisor only, which stops the children
-    # in order (gateway before node) instead of both racing to exit.
-    if logs is None:
-        popen = subprocess.Popen(args, process_group=0, preexec_fn=_die_with_parent)
-        return _Child(name, popen, None)
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{name}.log"
-    with log_path.open("ab") as log:
-        popen = subprocess.Popen(
-            args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            process_group=0,
-            preexec_fn=_die_with_parent,
-        )
-    return _Child(name, popen, log_path)
+def _module_args(module: str, config: Path) -> list[str]:
+    return [sys.executable, "-m", module, "--config", str(config)]
 
 
 def _node_ready(grpc_port: int) -> LogInfo | None:
@@ -188,34 +132,21 @@ def _gateway_ready(http_port: int) -> bool:
     return r.status_code == 200
 
 
-class _Stop(Exception):
-    pass
-
-
 def run_supervisor(options: RunOptions, out: IO[str], err: IO[str]) -> int:
     """Runs until a signal or a child's death; the exit status for the CLI."""
     node_toml, gateway_toml, http_port, grpc_port, node_cfg = prepare(options)
     data_dir = node_toml.parent
     logs = None if options.show_logs else data_dir / "logs"
 
-    stopping = False
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        if not stopping:
-            stopping = True
-            raise _Stop
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    children: list[_Child] = []
-    try:
+    children: list[Child] = []
+    with supervising(children, stop_timeout=15.0):
         try:
-            node = _spawn("node", "ledger", node_toml, logs)
+            node = spawn("node", _module_args("ledger", node_toml), logs)
             children.append(node)
             info = _wait(node, lambda: _node_ready(grpc_port), options.startup_timeout, err)
             if info is None:
                 return 1
-            gateway = _spawn("gateway", "gateway", gateway_toml, logs)
+            gateway = spawn("gateway", _module_args("gateway", gateway_toml), logs)
             children.append(gateway)
             if (
                 _wait(
@@ -230,37 +161,31 @@ def run_supervisor(options: RunOptions, out: IO[str], err: IO[str]) -> int:
                     if not child.alive():
                         err.write(
                             f"provledger run: {child.name} exited with status "
-                            f"{child.popen.returncode}; stopping\n{child.tail()}\n"
+                            f"{child.popen.returncode}; stopping\n{child.tail(_TAIL)}\n"
                         )
                         return 1
                 time.sleep(0.2)
-        except _Stop:
+        except Stop:
             err.write("provledger run: stopping\n")
             return 0
-    finally:
-        # Signals that arrive while stopping must not interrupt the shutdown itself.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for child in reversed(children):
-            child.stop(timeout=15.0)
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
-def _wait(child: _Child, check: Callable[[], Any], timeout: float, err: IO[str]) -> Any:
+def _wait(child: Child, check: Callable[[], Any], timeout: float, err: IO[str]) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not child.alive():
             err.write(
                 f"provledger run: {child.name} exited with status {child.popen.returncode} "
-                f"before it was ready\n{child.tail()}\n"
+                f"before it was ready\n{child.tail(_TAIL)}\n"
             )
             return None
         result = check()
         if result is not None and result is not False:
             return result
         time.sleep(0.1)
-    err.write(f"provledger run: {child.name} not ready after {timeout:.0f} s\n{child.tail()}\n")
+    err.write(
+        f"provledger run: {child.name} not ready after {timeout:.0f} s\n{child.tail(_TAIL)}\n"
+    )
     return None
 
 

@@ -39,7 +39,9 @@ def generate(out_dir: Path) -> None:
 
 def generated_files(root: Path) -> list[Path]:
     base = root / "provledger" / "v1"
-    return sorted(p.relative_to(root) for p in base.iterdir() if p.name.endswith(GENERATED_SUFFIXES))
+    return sorted(
+        p.relative_to(root) for p in base.iterdir() if p.name.endswith(GENERATED_SUFFIXES)
+    )
 
 
 def main() -> int:
@@ -52,8 +54,12 @@ def main() -> int:
         fresh = generated_files(out)
         if args.check:
             committed = generated_files(PROTO_ROOT)
-            stale = [str(p) for p in fresh if not (PROTO_ROOT / p).exists()
-                     or not filecmp.cmp(out / p, PROTO_ROOT / p, shallow=False)]
+            stale = [
+                str(p)
+                for p in fresh
+                if not (PROTO_ROOT / p).exists()
+                or not filecmp.cmp(out / p, PROTO_ROOT / p, shallow=False)
+            ]
             stale += [str(p) for p in committed if p not in fresh]
             if stale:
                 print("generated code is stale: " + ", ".join(stale), file=sys.stderr)
