@@ -44,7 +44,7 @@ class NodeConfig:
     principals: tuple[PrincipalConfig, ...] = ()
     tls: TLSConfig | None = None
     coordinator: dict[str, Any] = field(default_factory=lambda: {"kind": "local"})
-    workers: int = 16
+    workers: int = 128  # each unary Append holds a worker until its block commits
     # Key files kept outside data_dir (a cluster: the shared log key, this node's key), so
     # that a node whose database is lost rebuilds under the same keys. None: data_dir/keys.
     log_key_file: Path | None = None
