@@ -9,6 +9,11 @@ slow to load a server here).
     python bench/bench_gateway.py            # 10 s per measurement
     python bench/bench_gateway.py --quick    # 3 s per measurement
 
+Proofs are measured through four gateways in front of one node: answer cache warm
+(pinned proofs repeat), no answer cache (each proof computed from the hash tiles the
+gateway holds), a tile cache of one tile (each proof fetches its tiles: the cold path),
+and proofs from tiles off (`local_proofs = false`: each proof a node round trip).
+
 Targets (issue 3): proofs at 70% or more of the trivial endpoint's rate; batch ingest
 at 10,000 events/s or more.
 """
@@ -274,6 +279,9 @@ def measure_get(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="3 s per measurement")
+    parser.add_argument(
+        "--rounds", type=int, help="rotations of the read measurements (default 3, quick 2)"
+    )
     parser.add_argument("--serve-trivial", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--load-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url")
@@ -290,10 +298,10 @@ def main() -> None:
         return
     seconds = 3.0 if args.quick else 10.0
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
-        run(Path(tmp), seconds)
+        run(Path(tmp), seconds, args.rounds or (2 if args.quick else 3))
 
 
-def run(tmp: Path, seconds: float) -> None:
+def run(tmp: Path, seconds: float, rounds: int) -> None:
     import httpx
 
     from tests.harness.gateway import start_gateway
@@ -305,7 +313,12 @@ def run(tmp: Path, seconds: float) -> None:
     # The cache's time-to-live (default 60 s) bounds how long a revoked token keeps reading;
     # here it only has to outlast the run.
     cached = start_gateway(tmp, [node.address], cache_ttl_s=900.0)
+    # No answer cache: every proof is computed from the hash tiles the gateway holds.
     uncached = start_gateway(tmp, [node.address], cache_entries=0)
+    # Room for one tile only: nearly every proof fetches a tile from the node (the cold path).
+    cold = start_gateway(tmp, [node.address], cache_entries=0, tile_cache_tiles=1)
+    # Proofs from tiles off: every proof is a node round trip (as before tiles).
+    forwarding = start_gateway(tmp, [node.address], cache_entries=0, local_proofs=False)
     trivial_port = free_port()
     trivial = spawn(
         "trivial",
@@ -363,14 +376,20 @@ def run(tmp: Path, seconds: float) -> None:
             for i in range(keys):
                 warm.get(f"/v1/proof/inclusion?index={i}&tree_size={size}")
         results = [
-            ("proofs at a pinned tree size, gateway cache warm", cached.url, pinned),
-            ("proofs at a pinned tree size, no gateway cache", uncached.url, pinned),
-            ("proofs at the latest checkpoint (never cached)", cached.url, latest),
+            ("proofs at a pinned tree size, answer cache warm", cached.url, pinned),
+            ("proofs at a pinned tree size, no answer cache, tiles warm", uncached.url, pinned),
+            ("proofs at the latest checkpoint, tiles warm", cached.url, latest),
+            ("proofs at a pinned tree size, tiles cold (one tile cached)", cold.url, pinned),
+            ("proofs at the latest checkpoint, tiles cold (one tile cached)", cold.url, latest),
+            (
+                "proofs at the latest checkpoint, asked of the node (no tiles)",
+                forwarding.url,
+                latest,
+            ),
         ]
         # The machine is shared and noisy: the limit is measured right before and right
         # after each figure, the ratio taken against their mean, and the whole rotation
         # repeated; medians are reported.
-        rounds = 2 if seconds < 5 else 3
         limits: list[dict[str, Any]] = []
         figures: dict[str, list[tuple[dict[str, Any], float]]] = {
             name: [] for name, _, _ in results
@@ -404,8 +423,8 @@ def run(tmp: Path, seconds: float) -> None:
                 row("  non-2xx answers", str(got["non2xx"]))
     finally:
         trivial.stop()
-        uncached.stop()
-        cached.stop()
+        for gateway in (forwarding, cold, uncached, cached):
+            gateway.stop()
         node.stop()
 
 

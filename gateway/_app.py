@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -41,6 +41,7 @@ from gateway._problems import (
     bad_request,
     problem_response,
 )
+from gateway._proofs import LocalProofs, NodeTiles, TreeHead
 from gateway._tiles import TilePathError, parse_tile_index, parse_tile_level
 from provledger.events import EVENT_TYPES
 from provledger.v1 import ledger_pb2 as pb
@@ -180,6 +181,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+LocalAnswer = Callable[[], Awaitable[Any | None]]
+
+
+async def _no_local_answer() -> None:
+    return None
+
+
 class _Gateway:
     """Per-app state: created with the app, its node pool opened by the lifespan."""
 
@@ -188,6 +196,8 @@ class _Gateway:
         self.metrics = Metrics()
         self.cache = ResponseCache(config.cache_entries, config.cache_ttl_s)
         self._pool: NodePool | None = None
+        # Proofs from the nodes' hash tiles (None: every proof is asked of a node).
+        self.proofs: LocalProofs | None = None
 
     @property
     def pool(self) -> NodePool:
@@ -203,9 +213,24 @@ class _Gateway:
             read_timeout=self.config.rpc_timeout_s,
             write_timeout=self.config.write_timeout_s,
         )
+        poll: asyncio.Task[None] | None = None
+        if self.config.local_proofs:
+            self.proofs = LocalProofs(
+                NodeTiles(self._pool),
+                poll_interval_s=self.config.checkpoint_poll_s,
+                max_tiles=self.config.tile_cache_tiles,
+                # The node's tree was replaced: cached answers may be of the old one.
+                on_reset=self.cache.clear,
+                on_fetch=self.metrics.tile_fetches.inc,
+            )
+            poll = asyncio.ensure_future(self.proofs.run())
         try:
             yield
         finally:
+            if poll is not None:
+                poll.cancel()
+                await asyncio.gather(poll, return_exceptions=True)
+            self.proofs = None
             pool, self._pool = self._pool, None
             await pool.close()
 
@@ -216,18 +241,42 @@ class _Gateway:
         method: str,
         message: Any,
         render: Callable[[Any], bytes],
+        local: LocalAnswer | None = None,
     ) -> Response:
-        """A read whose answer never changes, served from the cache when it can be."""
+        """A read whose answer never changes, served from the cache when it can be; a
+        proof (`local` given) is computed here when it can be (see `read_proof`)."""
         auth = _credentials(request)
         full_key = (credential_key(auth), *key)
         body = self.cache.get(full_key)
         if body is None:
             self.metrics.cache_miss.inc()
-            body = render(await self.pool.read(method, message, auth))
+            if local is None:
+                answer = await self.pool.read(method, message, auth)
+            else:
+                answer = await self.read_proof(method, message, auth, local)
+            body = render(answer)
             self.cache.put(full_key, body)
         else:
             self.metrics.cache_hit.inc()
         return _json(body)
+
+    async def read_proof(
+        self, method: str, message: Any, auth: str | None, local: LocalAnswer
+    ) -> Any:
+        """A proof from the tiles when `local` computes one, else from a node. The tiles
+        serve only callers without credentials, and only while the node leaves reads
+        public (`LocalProofs` checks): anyone else is authorized by the node itself."""
+        answer = None
+        if auth is None:
+            try:
+                answer = await local()
+            except Exception as exc:  # computing here is an optimization: never a failure
+                log.error("proof from tiles failed: %s: %s; asking a node", type(exc).__name__, exc)
+        if answer is None:
+            self.metrics.proofs_from_node.inc()
+            return await self.pool.read(method, message, auth)
+        self.metrics.proofs_from_tiles.inc()
+        return answer
 
 
 def create_app(config: GatewayConfig) -> FastAPI:
@@ -352,6 +401,8 @@ def _install_log_routes(app: FastAPI, gw: _Gateway) -> None:
             "GetCheckpoint", pb.GetCheckpointRequest(), _credentials(request)
         )
         gw.metrics.saw_tree_size(cp.tree_size)
+        if gw.proofs is not None:
+            gw.proofs.observe(TreeHead.from_checkpoint(cp))
         return Response(
             cp.note.encode(),
             media_type="text/plain; charset=utf-8",
@@ -372,6 +423,10 @@ def _install_log_routes(app: FastAPI, gw: _Gateway) -> None:
             "GetLogInfo", pb.GetLogInfoRequest(), _credentials(request)
         )
         gw.metrics.saw_tree_size(info.tree_size)
+        if gw.proofs is not None:
+            gw.proofs.observe(
+                TreeHead(info.origin, info.tree_size, info.root_hash, info.checkpoint)
+            )
         return _json(encode.dumps(encode.log_info(info)))
 
 
@@ -451,6 +506,9 @@ def _install_write_routes(app: FastAPI, gw: _Gateway) -> None:
         gw.metrics.commit_single.observe(time.perf_counter() - started)
         (gw.metrics.duplicate if receipt.duplicate else gw.metrics.accepted).inc()
         gw.metrics.saw_tree_size(receipt.tree_size)
+        if gw.proofs is not None:
+            # Proofs at the latest checkpoint cover this append from now on.
+            gw.proofs.observe_receipt(receipt.checkpoint, receipt.tree_size)
         return _json(receipt_json(receipt).encode(), 200 if receipt.duplicate else 201)
 
     @app.post(
@@ -509,6 +567,8 @@ def _install_write_routes(app: FastAPI, gw: _Gateway) -> None:
         gw.metrics.duplicate.inc(outcome.duplicates)
         gw.metrics.refused.inc(outcome.refused)
         gw.metrics.saw_tree_size(outcome.largest_tree)
+        if gw.proofs is not None and outcome.largest_checkpoint:
+            gw.proofs.observe_receipt(outcome.largest_checkpoint, outcome.largest_tree)
         return _json(outcome.body)
 
 
@@ -593,20 +653,26 @@ def _install_read_routes(app: FastAPI, gw: _Gateway) -> None:
         else:
             raise bad_request("give exactly one of index and leaf_hash")
         gw.metrics.inclusion_proofs.inc()
+        proofs = gw.proofs
 
-        def render(p: pb.InclusionProof) -> bytes:
-            return encode.dumps(encode.inclusion_proof(p))
+        async def from_tiles() -> encode.InclusionLike | None:
+            # By leaf hash needs the node's index of leaf hashes: the node's to answer.
+            if proofs is None or index is None:
+                return None
+            return await proofs.inclusion(index, size)
 
         if size is None:
             # Against the latest checkpoint: changes with every block, so never cached.
-            proof: pb.InclusionProof = await gw.pool.read(
-                "GetInclusionProof", message, _credentials(request)
+            proof: encode.InclusionLike = await gw.read_proof(
+                "GetInclusionProof", message, _credentials(request), from_tiles
             )
             gw.metrics.saw_tree_size(proof.tree_size)
-            return _json(render(proof))
+            return _json(encode.inclusion_proof(proof))
         message.tree_size = size
         key = ("inclusion", index, leaf_hash, size)
-        return await gw.cached_read(request, key, "GetInclusionProof", message, render)
+        return await gw.cached_read(
+            request, key, "GetInclusionProof", message, encode.inclusion_proof, from_tiles
+        )
 
     @app.get(
         "/v1/proof/consistency",
@@ -623,12 +689,14 @@ def _install_read_routes(app: FastAPI, gw: _Gateway) -> None:
         if first > second:
             raise bad_request(f"first ({first}) must not be greater than second ({second})")
         gw.metrics.consistency_proofs.inc()
+        proofs = gw.proofs
         return await gw.cached_read(
             request,
             ("consistency", first, second),
             "GetConsistencyProof",
             pb.ConsistencyProofRequest(first=first, second=second),
-            lambda p: encode.dumps(encode.consistency_proof(p)),
+            encode.consistency_proof,
+            (lambda: proofs.consistency(first, second)) if proofs is not None else _no_local_answer,
         )
 
     @app.get(

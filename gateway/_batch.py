@@ -183,6 +183,7 @@ class BatchOutcome:
     duplicates: int
     refused: int
     largest_tree: int
+    largest_checkpoint: str  # the checkpoint note at largest_tree ("" without receipts)
 
 
 def encode_batch_result(results: Iterable[pb.AppendResult]) -> BatchOutcome:
@@ -191,6 +192,7 @@ def encode_batch_result(results: Iterable[pb.AppendResult]) -> BatchOutcome:
     failed: list[str] = []
     checkpoints: dict[str, str] = {}
     accepted = duplicates = largest = 0
+    largest_note = ""
     for position, result in enumerate(results):
         if result.HasField("receipt"):
             r = result.receipt
@@ -199,7 +201,8 @@ def encode_batch_result(results: Iterable[pb.AppendResult]) -> BatchOutcome:
                 duplicates += 1
             else:
                 accepted += 1
-            largest = max(largest, r.tree_size)
+            if r.tree_size > largest:
+                largest, largest_note = r.tree_size, r.checkpoint
         else:
             receipts.append("null")
             problem = from_problem_message(result.error) or Problem(
@@ -216,4 +219,4 @@ def encode_batch_result(results: Iterable[pb.AppendResult]) -> BatchOutcome:
     text = (
         f'{{"status":"{status}","receipts":[{",".join(receipts)}],"failed":[{",".join(failed)}]}}'
     )
-    return BatchOutcome(text.encode(), accepted, duplicates, len(failed), largest)
+    return BatchOutcome(text.encode(), accepted, duplicates, len(failed), largest, largest_note)

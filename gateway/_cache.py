@@ -51,6 +51,9 @@ class ResponseCache:
         self.hits += 1
         return item[1]
 
+    def clear(self) -> None:
+        self._items.clear()
+
     def put(self, key: Hashable, body: bytes) -> None:
         if not self._capacity:
             return

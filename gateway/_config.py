@@ -10,6 +10,9 @@ TOML shape (every key but `nodes` optional):
     max_batch_bytes = 67108864    # POST /v1/events:batch body limit (413 beyond)
     cache_entries = 20000         # immutable answers kept in memory (0: no cache)
     cache_ttl_s = 60.0
+    local_proofs = true           # proofs from the nodes' hash tiles while reads are public
+    checkpoint_poll_s = 0.05      # how often the latest checkpoint is polled for them
+    tile_cache_tiles = 2048       # full hash tiles kept for them (about 16 KiB each)
 
     [tls]                         # mutual TLS to the nodes
     ca = "ca.pem"
@@ -37,6 +40,9 @@ _KNOWN_KEYS = frozenset(
         "max_batch_bytes",
         "cache_entries",
         "cache_ttl_s",
+        "local_proofs",
+        "checkpoint_poll_s",
+        "tile_cache_tiles",
         "tls",
     }
 )
@@ -50,6 +56,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "max_batch_bytes": (int,),
     "cache_entries": (int,),
     "cache_ttl_s": (float, int),
+    "local_proofs": (bool,),
+    "checkpoint_poll_s": (float, int),
+    "tile_cache_tiles": (int,),
 }
 
 
@@ -97,6 +106,9 @@ class GatewayConfig:
     max_batch_bytes: int = 64 * 1024 * 1024
     cache_entries: int = 20_000
     cache_ttl_s: float = 60.0
+    local_proofs: bool = True
+    checkpoint_poll_s: float = 0.05
+    tile_cache_tiles: int = 2048
     host: str = field(init=False)
     port: int = field(init=False)
 
@@ -116,6 +128,10 @@ class GatewayConfig:
                 raise ValueError(f"{name} must be at least 1024")
         if self.cache_entries < 0 or self.cache_ttl_s < 0:
             raise ValueError("cache_entries and cache_ttl_s must not be negative")
+        if not 0.001 <= self.checkpoint_poll_s <= 10:
+            raise ValueError("checkpoint_poll_s must be between 0.001 and 10 seconds")
+        if self.tile_cache_tiles < 0:
+            raise ValueError("tile_cache_tiles must not be negative")
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], base: Path = Path()) -> GatewayConfig:
@@ -128,7 +144,9 @@ class GatewayConfig:
             raise ValueError("nodes must be a list of host:port strings")
         for key, kinds in _TYPES.items():
             value = raw.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+            if value is not None and (
+                (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds)
+            ):
                 raise ValueError(f"{key} must be a {kinds[0].__name__}, not {value!r}")
         tls_raw = raw.get("tls")
         if tls_raw is not None and not isinstance(tls_raw, Mapping):

@@ -42,6 +42,20 @@ class Metrics:
         )
         self.inclusion_proofs = proofs.labels("inclusion")
         self.consistency_proofs = proofs.labels("consistency")
+        computed = Counter(
+            "provledger_gateway_proofs_computed",
+            "Proofs answered other than from the answer cache, by where they were computed "
+            "(tiles: here, from the nodes' hash tiles; node: by a node)",
+            ["source"],
+            registry=self.registry,
+        )
+        self.proofs_from_tiles = computed.labels("tiles")
+        self.proofs_from_node = computed.labels("node")
+        self.tile_fetches = Counter(
+            "provledger_gateway_tile_fetches",
+            "Hash tiles fetched from a node to compute proofs",
+            registry=self.registry,
+        )
         cache = Counter(
             "provledger_gateway_cache_lookups",
             "Lookups of immutable answers in the gateway's cache, by result",

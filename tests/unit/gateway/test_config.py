@@ -37,11 +37,25 @@ def test_defaults_and_tls_paths_relative_to_the_file(tmp_path: Path) -> None:
         {"nodes": ["127.0.0.1:7400"], "cache_entries": True},
         {"nodes": ["127.0.0.1:7400"], "tls": "mtls"},
         {"nodes": [7400]},
+        {"nodes": ["127.0.0.1:7400"], "local_proofs": "yes"},
+        {"nodes": ["127.0.0.1:7400"], "local_proofs": 1},
+        {"nodes": ["127.0.0.1:7400"], "checkpoint_poll_s": 0},
+        {"nodes": ["127.0.0.1:7400"], "checkpoint_poll_s": True},
+        {"nodes": ["127.0.0.1:7400"], "tile_cache_tiles": -1},
     ],
 )
 def test_bad_settings_are_refused(raw: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         GatewayConfig.from_mapping(raw)
+
+
+def test_proofs_from_tiles_settings() -> None:
+    default = GatewayConfig.from_mapping({"nodes": ["127.0.0.1:7400"]})
+    assert default.local_proofs and default.checkpoint_poll_s == 0.05
+    off = GatewayConfig.from_mapping(
+        {"nodes": ["127.0.0.1:7400"], "local_proofs": False, "tile_cache_tiles": 0}
+    )
+    assert not off.local_proofs and off.tile_cache_tiles == 0
 
 
 def test_flags_override_environment_override_file(tmp_path: Path) -> None:
