@@ -252,11 +252,10 @@ class LedgerNode:
             return self.state.root_hash
         return merkle.subtree_root(0, tree_size, self.store.node)
 
-    def _check_size(self, tree_size: int, name: str) -> int:
+    def _check_size(self, tree_size: int, name: str) -> None:
         current = self.state.tree_size
         if tree_size > current:
             raise InvalidRequestError(f"{name}: {tree_size} is beyond the log's size {current}")
-        return current
 
     def inclusion(
         self, index: int | None, leaf_hash: bytes | None, tree_size: int | None

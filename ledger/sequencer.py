@@ -344,15 +344,12 @@ class Sequencer:
             zip(merkle.frontier_positions(first), state.frontier, strict=True)
         )
         nodes: list[tuple[int, int, bytes]] = []
-        block_compact = merkle.CompactRange()
-        leaf_hashes = []
+        leaf_hashes = [p.leaf_hash for p in batch]
         for p in batch:
             created = compact.append(p.leaf_hash)
             nodes.extend(created)
             for level, index, h in created:
                 known[(level, index)] = h
-            block_compact.append(p.leaf_hash)
-            leaf_hashes.append(p.leaf_hash)
         tree_size = compact.size
         tree_root = compact.root()
         header = BlockHeader(
@@ -360,7 +357,7 @@ class Sequencer:
             prev_hash=state.head_hash,
             first_index=first,
             count=len(batch),
-            entries_root=block_compact.root(),
+            entries_root=merkle.root(leaf_hashes),
             tree_size=tree_size,
             tree_root=tree_root,
             timestamp=timestamp_ms(),
