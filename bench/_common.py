@@ -18,8 +18,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def training_event(source: str, event_id: str | None = None, pad: int = 0) -> bytes:
-    """A training event of about 500 bytes (as JSON)."""
+def training_event(
+    source: str, event_id: str | None = None, pad: int = 0, *, canonical: bool = True
+) -> bytes:
+    """A training event of about 500 bytes: in RFC 8785 form, as the SDK sends events,
+    or (`canonical=False`) compact JSON in the order a hand-written producer uses."""
     event = {
         "specversion": "1.0",
         "id": event_id or str(uuid.uuid4()),
@@ -37,6 +40,10 @@ def training_event(source: str, event_id: str | None = None, pad: int = 0) -> by
     }
     if pad:
         event["data"]["notes"] = "x" * pad
+    if canonical:
+        from provledger.events import canonical_json
+
+        return canonical_json(event)
     return json.dumps(event, separators=(",", ":")).encode()
 
 

@@ -32,7 +32,8 @@ from clients._model import (
 from clients._state import Advance, StateTracker
 from clients._tls import TlsFiles
 from clients._verify import VerifiedReceipt, as_verifier, verify_entry, verify_receipt
-from provledger.errors import FieldError, InvalidEventError, UnavailableError
+from provledger.errors import UnavailableError
+from provledger.events import canonical_json
 from provledger.note import Verifier
 
 __all__ = [
@@ -97,15 +98,12 @@ def parse_url(url: str) -> tuple[str, str]:
 
 
 def encode_event(event: Event) -> bytes:
-    """The JSON bytes sent for an event (bytes are passed through untouched)."""
+    """The JSON bytes sent for an event: its RFC 8785 form, which is also the event part
+    of its leaf (and takes the node's fastest admission path). Bytes pass through
+    untouched."""
     if isinstance(event, bytes | bytearray):
         return bytes(event)
-    try:
-        return json.dumps(
-            event, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-        ).encode()
-    except (TypeError, ValueError) as e:
-        raise InvalidEventError(FieldError("", f"not JSON-serializable: {e}")) from None
+    return canonical_json(event)
 
 
 def _decoded(event: Event) -> Any:

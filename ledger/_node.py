@@ -23,7 +23,7 @@ from provledger.errors import (
     NotFoundError,
     StorageError,
 )
-from provledger.events import LedgerEntry, decode_json, make_entry
+from provledger.events import LedgerEntry, entry_from_json
 from provledger.note import Checkpoint, Signer, sign_checkpoint
 
 if TYPE_CHECKING:
@@ -165,9 +165,7 @@ class LedgerNode:
     def validate(self, raw: bytes, principal: Principal) -> LedgerEntry:
         """Parses and checks one event for this principal; raises on refusal."""
         self.auth.require_writer(principal)
-        entry = make_entry(
-            decode_json(raw), principal.name, max_event_bytes=self.config.max_event_bytes
-        )
+        entry = entry_from_json(raw, principal.name, max_event_bytes=self.config.max_event_bytes)
         principal.may_write(entry.type)
         return entry
 

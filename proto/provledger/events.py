@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
+import msgspec
 import rfc8785
 
 from provledger.errors import FieldError, InvalidEventError, InvalidRequestError, TooLargeError
@@ -30,6 +31,7 @@ __all__ = [
     "LedgerEntry",
     "canonical_json",
     "decode_json",
+    "entry_from_json",
     "leaf_bytes",
     "make_entry",
     "parse_leaf",
@@ -1210,6 +1212,82 @@ def make_entry(
             "(is the submitter name unreasonably long?)"
         )
     return _new_entry(event, submitter, leaf, event.get("subject"))
+
+
+def entry_from_json(
+    raw: bytes, submitter: str, *, max_event_bytes: int = MAX_EVENT_BYTES
+) -> LedgerEntry:
+    """`make_entry(decode_json(raw), submitter)`, in a third of the time when `raw` is
+    already the event's RFC 8785 form (as the SDK sends it); same result, same errors."""
+    event = _canonical_event(raw)
+    if (
+        event is not None
+        and len(raw) <= max_event_bytes
+        and max_event_bytes <= MAX_EVENT_BYTES
+        and type(submitter) is str
+        and submitter
+        and _quick_accept(event)
+    ):
+        leaf = _leaf(raw, submitter)
+        if len(leaf) <= _MAX_LEAF_BYTES:
+            return _new_entry(event, submitter, leaf, event.get("subject"))
+    return make_entry(decode_json(raw), submitter, max_event_bytes=max_event_bytes)
+
+
+_PLAIN_DECIMAL: Final = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
+
+
+def _jcs_float(text: str) -> float:
+    """A float written exactly as JCS writes it, or ValueError (msgspec's DecodeError for
+    the caller: the slow path takes it). As in `_scan`: for a non-integral |f| >= 1e-4
+    (hence below 2^52) JCS writes the shortest round-trip digits positionally, which is
+    Python's repr."""
+    value = float(text)
+    if (
+        _PLAIN_DECIMAL.fullmatch(text) is not None
+        and abs(value) >= 1e-4
+        and not value.is_integer()
+        and repr(value) == text
+    ):
+        return value
+    raise ValueError("a float to check the long way")
+
+
+_DECODER: Final = msgspec.json.Decoder(float_hook=_jcs_float)
+# A run of 16 digits after a number's possible first characters: every integer beyond
+# ±(2^53-1) has one (no leading zeros in JSON). Digits inside strings only cost a slow parse.
+_LONG_NUMBER: Final = re.compile(rb"[:,\[]-?[0-9]{16}")
+_encode_sorted: Final = msgspec.json.Encoder(order="sorted").encode
+
+
+def _canonical_event(raw: bytes) -> Any:
+    """The JSON object `raw` encodes if `raw` is provably its RFC 8785 form, else None.
+
+    Sound because, for ASCII text whose floats are written as JCS writes them
+    (`_jcs_float`), msgspec's sorted encoding is JCS: JCS sorts keys by UTF-16 code
+    units, which for ASCII is msgspec's code-point order, and both escape exactly the
+    control characters, quote and backslash, with the same short forms
+    (tests/unit/provledger/test_entry_from_json.py checks this against rfc8785). So when
+    re-encoding the decoded value gives back `raw` byte for byte, `raw` is canonical and
+    I-JSON: a duplicate key would have been dropped, and so would `-0`, escaped
+    surrogates fail to decode, and long integers and deep nesting are screened first.
+    """
+    if (
+        # "data" sorts before every other CloudEvents attribute, so canonical events
+        # start so; other text (most hand-written JSON) skips the decode attempt.
+        not raw.startswith(b'{"data":')
+        or not raw.isascii()
+        or raw.count(b"{") + raw.count(b"[") > _MAX_DEPTH
+        or _LONG_NUMBER.search(raw) is not None
+    ):
+        return None
+    try:
+        value = _DECODER.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if type(value) is not dict or _encode_sorted(value) != raw:
+        return None
+    return value
 
 
 def _integral_float_errors(value: Any) -> list[FieldError]:

@@ -273,9 +273,11 @@ def test_builders_refuse_invalid_fields_with_the_path() -> None:
         )
 
 
-def test_encode_event_refuses_nan() -> None:
-    with pytest.raises(InvalidEventError, match="not JSON"):
+def test_encode_event_sends_rfc8785_and_refuses_what_is_not_i_json() -> None:
+    assert encode_event({"b": [1, 2.5], "a": "é"}) == '{"a":"é","b":[1,2.5]}'.encode()
+    with pytest.raises(InvalidEventError) as caught:
         encode_event({"x": float("nan")})
+    assert [e.path for e in caught.value.errors] == ["x"]
     assert encode_event(b'{"raw": 1}') == b'{"raw": 1}'
 
 

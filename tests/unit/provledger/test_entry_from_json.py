@@ -1,0 +1,199 @@
+"""provledger.events.entry_from_json: the admission path for event text.
+
+It must give exactly `make_entry(decode_json(raw))` (same entry, same refusal) for any
+text, and take its shortcut only for text that is provably the RFC 8785 form of an I-JSON
+object. The shortcut's soundness is checked with Hypothesis against rfc8785.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any
+
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from provledger import events
+from provledger.errors import InvalidEventError, InvalidRequestError, LedgerError, TooLargeError
+from provledger.events import canonical_json, decode_json, entry_from_json, make_entry
+from tests.unit.provledger.test_events import (
+    VALID_EVENTS,
+    Mutation,
+    _kind_cases,
+    ijson_values,
+)
+
+
+def outcome(call: Any) -> Any:
+    """What a call returns or raises, comparable across the two paths."""
+    try:
+        entry = call()
+    except LedgerError as exc:
+        errors = getattr(exc, "errors", ())
+        return (type(exc).__name__, str(exc), [(e.path, e.message) for e in errors])
+    return ("entry", entry.leaf, entry.event, entry.source, entry.id, entry.type, entry.subject)
+
+
+def both(raw: bytes, submitter: str = "alice", limit: int = events.MAX_EVENT_BYTES) -> Any:
+    fast = outcome(lambda: entry_from_json(raw, submitter, max_event_bytes=limit))
+    slow = outcome(lambda: make_entry(decode_json(raw), submitter, max_event_bytes=limit))
+    assert fast == slow
+    return fast
+
+
+@pytest.mark.parametrize("kind", sorted(VALID_EVENTS))
+def test_canonical_events_take_the_shortcut_and_give_the_same_entry(kind: str) -> None:
+    raw = canonical_json(VALID_EVENTS[kind])
+    assert events._canonical_event(raw) == VALID_EVENTS[kind]
+    result = both(raw)
+    assert result[0] == "entry"
+    assert result[1] == b'{"event":' + raw + b',"submitter":"alice"}'
+
+
+@pytest.mark.parametrize("kind", sorted(VALID_EVENTS))
+def test_other_spellings_give_the_same_entry(kind: str) -> None:
+    event = VALID_EVENTS[kind]
+    for raw in (
+        json.dumps(event).encode(),
+        json.dumps(event, indent=2, ensure_ascii=True).encode(),
+        json.dumps(event, separators=(",", ":"), sort_keys=True, ensure_ascii=True).encode(),
+    ):
+        assert both(raw)[1] == both(canonical_json(event))[1]
+
+
+@pytest.mark.parametrize(("valid", "mutate", "path", "message"), _kind_cases())
+def test_invalid_events_get_the_same_refusal(
+    valid: dict[str, Any], mutate: Mutation, path: str, message: str
+) -> None:
+    event = copy.deepcopy(valid)
+    mutate(event)
+    try:
+        raw = rfc8785.dumps(event)
+    except Exception:  # not JSON at all (NaN, a set...): spelled by json instead
+        raw = json.dumps(event, default=str).encode()
+    result = both(raw)
+    try:
+        faithful = decode_json(raw) == event
+    except LedgerError:
+        faithful = False
+    if faithful:  # text that says what the mutated object says (not an int key...)
+        assert result[0] != "entry"
+
+
+# Text that looks canonical at a glance but is not I-JSON, or not the JCS form.
+NEAR_MISSES = [
+    b'{"data":{},"data":{}}',  # a duplicate key, in sorted order
+    b'{"data":{"a":1,"a":1},"id":"x"}',
+    b'{"data":{"n":-0}}',
+    b'{"data":{"n":1.0}}',
+    b'{"data":{"n":1e2}}',
+    b'{"data":{"n":0.5}}',  # JCS form: shortcut
+    b'{"data":{"n":0.50}}',
+    b'{"data":{"n":0.0001}}',
+    b'{"data":{"n":0.00001}}',
+    b'{"data":{"n":1e-5}}',
+    b'{"data":{"n":12.75,"m":-3.5}}',
+    b'{"data":{"n":0.1000000000000000055511151231257827}}',
+    b'{"data":{"n":4503599627370495.5}}',
+    b'{"data":{"n":4503599627370497.0}}',
+    b'{"data":{"n":9007199254740991}}',  # the largest I-JSON integer: valid, slow path
+    b'{"data":{"n":9007199254740992}}',
+    b'{"data":{"n":-9007199254740992}}',
+    b'{"data":{"n":123456789012345678901234567890}}',
+    b'{"data":{"s":"\\ud800"}}',
+    b'{"data":{"s":"\\ud83d\\ude00"}}',
+    b'{"data":{"s":"\\u0041"}}',
+    b'{"data":{"s":"\\/"}}',
+    b'{"data":{"s":"\\u001F"}}',
+    b'{"data":{"b":1,"a":2}}',
+    b'{"data": {}}',
+    b'{"data":{}} ',
+    b'{"data":' + b"[" * 101 + b"]" * 101 + b"}",
+    b'{"data":' + b"[" * 99 + b"]" * 99 + b"}",
+    b'{"data":{"s":"\xc3\xa9"}}',
+    b'{"data":{"s":"\xed\xa0\x80"}}',
+    b'{"data":{"s":"\xff"}}',
+    b'{"data":{}',
+    b'{"data":[]}',
+    b'{"data":nan}',
+    b'{"data":{"n":Infinity}}',
+]
+
+
+@pytest.mark.parametrize("raw", NEAR_MISSES)
+def test_near_misses_are_judged_like_the_slow_path(raw: bytes) -> None:
+    value = events._canonical_event(raw)
+    if value is not None:
+        assert rfc8785.dumps(value) == raw
+    both(raw)
+
+
+def test_shortcut_respects_the_size_limit_and_the_submitter() -> None:
+    raw = canonical_json(VALID_EVENTS["training"])
+    with pytest.raises(TooLargeError):
+        entry_from_json(raw, "alice", max_event_bytes=len(raw) - 1)
+    assert both(raw, limit=len(raw))[0] == "entry"
+    with pytest.raises(ValueError):
+        entry_from_json(raw, "")
+    with pytest.raises(ValueError):
+        entry_from_json(raw, "alice", max_event_bytes=events.MAX_EVENT_BYTES + 1)
+
+
+def test_malformed_text_is_a_bad_request_on_either_path() -> None:
+    for raw in (b'{"data":', b'{"data":{}}x', b""):
+        with pytest.raises(InvalidRequestError):
+            entry_from_json(raw, "alice")
+    with pytest.raises(InvalidEventError):
+        entry_from_json(b'{"data":{"a":1,"a":2}}', "alice")
+
+
+def spellings(value: Any) -> st.SearchStrategy[bytes]:
+    """Texts of {"data": value, ...}: canonical, and the near-canonical ways encoders write it."""
+    obj = {"data": value, "id": "x"}
+    options = [
+        lambda: rfc8785.dumps(obj),
+        lambda: json.dumps(obj, separators=(",", ":"), sort_keys=True).encode(),
+        lambda: json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode(),
+        lambda: json.dumps(obj, sort_keys=True).encode(),
+    ]
+    made = []
+    for make in options:
+        try:
+            made.append(make())
+        except Exception:
+            continue
+    return st.sampled_from(made) if made else st.nothing()
+
+
+@settings(max_examples=1500, deadline=None)
+@given(ijson_values.flatmap(spellings))
+def test_shortcut_only_accepts_canonical_i_json(raw: bytes) -> None:
+    value = events._canonical_event(raw)
+    if value is not None:
+        assert decode_json(raw) == value  # I-JSON: the strict decoder accepts it
+        assert rfc8785.dumps(value) == raw  # and it is the JCS form
+
+
+ascii_texts = st.text(st.characters(max_codepoint=0x7F), max_size=8)
+plain_floats = (
+    st.floats(min_value=1e-4, max_value=2.0**52) | st.floats(min_value=-(2.0**52), max_value=-1e-4)
+).filter(lambda f: not f.is_integer())
+plain_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**15), 10**15) | plain_floats | ascii_texts,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(ascii_texts, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(plain_values)
+def test_shortcut_takes_every_canonical_ascii_value_with_plain_numbers(value: Any) -> None:
+    raw = rfc8785.dumps({"data": value})
+    if (
+        re.search(rb"[0-9]{16}", raw) is None
+    ):  # a 16-digit run inside a string is screened out too, by design
+        assert events._canonical_event(raw) == {"data": value}
