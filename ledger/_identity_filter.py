@@ -13,6 +13,7 @@ fills up); until it is ready, every event goes to the store.
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 from collections.abc import Callable, Iterable
 
@@ -22,40 +23,49 @@ log = logging.getLogger(__name__)
 
 _BITS_PER_KEY = 10
 _PROBES = 7
+# The probes are seven 32-bit words of the SHA-256 identity digest, masked to a
+# power-of-two table: one C call instead of big-integer shifts and modulo per probe.
+_probe_words = struct.Struct(f">{_PROBES}I").unpack_from
 
 
 class _Bits:
-    __slots__ = ("bits", "count", "m")
+    __slots__ = ("bits", "count", "mask", "m")
 
     def __init__(self, capacity: int) -> None:
-        self.m = max(capacity * _BITS_PER_KEY, 1 << 16)
-        self.bits = bytearray(self.m // 8 + 1)
+        self.m = 1 << max(capacity * _BITS_PER_KEY, 1 << 16).bit_length()
+        self.mask = self.m - 1
+        self.bits = bytearray(self.m >> 3)
         self.count = 0
-
-    def positions(self, digest: bytes) -> list[int]:
-        h = int.from_bytes(digest, "big")
-        m = self.m
-        return [(h >> (32 * i)) % m for i in range(_PROBES)]
 
     def add(self, digest: bytes) -> None:
         bits = self.bits
-        for p in self.positions(digest):
+        mask = self.mask
+        for word in _probe_words(digest):
+            p = word & mask
             bits[p >> 3] |= 1 << (p & 7)
         self.count += 1
 
     def __contains__(self, digest: bytes) -> bool:
         bits = self.bits
-        return all(bits[p >> 3] & (1 << (p & 7)) for p in self.positions(digest))
+        mask = self.mask
+        for word in _probe_words(digest):
+            p = word & mask
+            if not bits[p >> 3] & (1 << (p & 7)):
+                return False  # most new identities stop at the first or second probe
+        return True
 
 
 class IdentityFilter:
-    def __init__(self, scan: Callable[[], Iterable[bytes]], count: int) -> None:
+    def __init__(
+        self, scan: Callable[[], Iterable[bytes]], count: int, *, min_capacity: int = 1 << 20
+    ) -> None:
         """`scan` yields the digest of every committed identity; `count` is how many there are."""
         self._scan = scan
+        self._min_capacity = min_capacity
         self._lock = threading.Lock()
         self._ready: _Bits | None = None
         self._building: _Bits | None = None
-        self._rebuild(max(2 * count, 1 << 20))
+        self._rebuild(max(2 * count, min_capacity))
 
     def _rebuild(self, capacity: int) -> None:
         building = _Bits(capacity)
@@ -106,4 +116,4 @@ class IdentityFilter:
             ):
                 grow = True
         if grow:
-            self._rebuild(4 * ready.count if ready is not None else 1 << 20)
+            self._rebuild(4 * ready.count if ready is not None else self._min_capacity)

@@ -89,6 +89,16 @@ class Ticket:
             if self._remaining == 0:
                 self._done.set()
 
+    def resolve_many(self, outcomes: list[tuple[int, Receipt | LedgerError]]) -> None:
+        with self._lock:
+            results = self.results
+            for position, outcome in outcomes:
+                if results[position] is None:
+                    results[position] = outcome
+                    self._remaining -= 1
+            if self._remaining == 0:
+                self._done.set()
+
     def wait(self, timeout: float | None = None) -> list[Receipt | LedgerError]:
         if not self._done.wait(timeout):
             raise UnavailableError("timed out waiting for the block to commit", retry_after=1)
@@ -425,8 +435,20 @@ class Sequencer:
             self._generation += 1
             for p in batch:
                 self._pending.pop((p.entry.source, p.entry.id), None)
+        # One lock acquisition per ticket rather than per entry: a batch request's
+        # thousand entries share one ticket.
+        by_ticket: dict[Ticket, list[tuple[int, Receipt | LedgerError]]] = {}
+        error = outcome if isinstance(outcome, LedgerError) else None
         for i, p in enumerate(batch):
-            p.resolve(outcome if isinstance(outcome, LedgerError) else outcome[i])
+            result = error if error is not None else outcome[i]  # type: ignore[index]
+            for ticket, position in p.waiters:
+                found = by_ticket.get(ticket)
+                if found is None:
+                    by_ticket[ticket] = [(position, result)]
+                else:
+                    found.append((position, result))
+        for ticket, outcomes in by_ticket.items():
+            ticket.resolve_many(outcomes)
 
     def _fail_all(self, error: LedgerError) -> None:
         with self._lock:

@@ -1,0 +1,73 @@
+"""ledger._identity_filter: never a false "new" (that would admit a duplicate), few false
+"maybe" (each costs a store lookup), background build, growth past its capacity."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+from ledger._identity_filter import IdentityFilter
+
+
+def digest(i: int, salt: str = "committed") -> bytes:
+    return hashlib.sha256(f"{salt}:{i}".encode()).digest()
+
+
+def ready(f: IdentityFilter, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while f._ready is None:
+        assert time.monotonic() < deadline, "filter never became ready"
+        time.sleep(0.01)
+
+
+def test_every_committed_identity_is_a_maybe_and_few_new_ones_are() -> None:
+    committed = [digest(i) for i in range(50_000)]
+    f = IdentityFilter(lambda: iter(committed), len(committed))
+    ready(f)
+    assert all(f.might_contain(d) for d in committed)
+    false_maybes = sum(f.might_contain(digest(i, "new")) for i in range(50_000))
+    assert false_maybes < 50_000 * 0.02
+
+
+def test_until_built_every_lookup_goes_to_the_store() -> None:
+    release = threading.Event()
+
+    def slow_scan():  # type: ignore[no-untyped-def]
+        release.wait(10)
+        yield digest(0)
+
+    f = IdentityFilter(slow_scan, 1)
+    assert f.might_contain(digest(1, "new"))  # not ready: "maybe"
+    release.set()
+    ready(f)
+    assert f.might_contain(digest(0))
+
+
+def test_identities_added_during_and_after_the_build_are_kept_and_it_grows() -> None:
+    store = [digest(i) for i in range(10)]  # what the store holds: a rebuild scans it
+    release = threading.Event()
+
+    def scan():  # type: ignore[no-untyped-def]
+        release.wait(10)
+        yield from list(store)
+
+    def commit(digests: list[bytes]) -> None:  # as the sequencer does: store, then filter
+        store.extend(digests)
+        f.add(digests)
+
+    f = IdentityFilter(scan, 10, min_capacity=1000)
+    commit([digest(100)])  # committed while the filter is being built
+    release.set()
+    ready(f)
+    first = f._ready
+    assert first is not None and f.might_contain(digest(100))
+    added = [digest(i, "later") for i in range(first.m // 10 + 1000)]  # beyond capacity
+    commit(added)
+    deadline = time.monotonic() + 10
+    while f._ready is first:
+        assert time.monotonic() < deadline, "filter did not grow"
+        time.sleep(0.01)
+    grown = f._ready
+    assert grown is not None and grown.m > first.m
+    assert f.might_contain(digest(100)) and all(f.might_contain(d) for d in added)
