@@ -171,6 +171,10 @@ class LedgerService(pb_grpc.LedgerServicer):
             if leader is not None:
                 reply: pb.Receipt = self._forward(leader, "Append", request, context)
                 return reply
+            if request.events:
+                raise InvalidRequestError(
+                    "events: Append takes one event in `event`; use AppendBatch or AppendStream"
+                )
             outcome = self.node.append([request.event], self._principal(context))[0]
             if isinstance(outcome, LedgerError):
                 raise outcome
@@ -250,7 +254,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                 return reply
             principal = self._principal(context)
             self.node.auth.require_writer(principal)
-            return _batch_response(self.node.append((r.event for r in request_iterator), principal))
+            return _batch_response(self.node.append(_streamed_events(request_iterator), principal))
         except LedgerError as exc:
             abort(context, exc)
 
@@ -474,6 +478,17 @@ def _batch_response(results: list[Receipt | LedgerError]) -> pb.AppendBatchRespo
         if r.duplicate:
             receipt.duplicate = True
     return out
+
+
+def _streamed_events(requests: Iterator[pb.AppendRequest]) -> Iterator[bytes]:
+    """The events of a stream in order: each message's `event`, then its `events`."""
+    for request in requests:
+        if request.events:
+            if request.event:
+                yield request.event
+            yield from request.events
+        else:
+            yield request.event  # even when empty: refused in its place, not skipped
 
 
 def _digest_events(events: Any) -> bytes:

@@ -191,3 +191,26 @@ def test_tokens_and_roles(tmp_path: Path) -> None:
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
         handle.stop()
+
+
+def test_a_stream_of_chunks_keeps_each_events_place_and_refusal(node: NodeHandle) -> None:
+    good = [json.dumps(training_event(id=f"chunk-{i}")).encode() for i in range(5)]
+    messages = [
+        pb.AppendRequest(event=good[0], events=[good[1], b"{not json", good[2]]),
+        pb.AppendRequest(events=[good[3]]),
+        pb.AppendRequest(event=b""),  # an empty event is refused in its place
+        pb.AppendRequest(event=good[4]),
+    ]
+    size = tree_size(node)
+    response = node.stub().AppendStream(iter(messages), timeout=10)
+    outcomes = [r.WhichOneof("outcome") for r in response.results]
+    assert outcomes == ["receipt", "receipt", "error", "receipt", "receipt", "error", "receipt"]
+    assert response.results[2].error.status == 400
+    assert [r.receipt.index for r in response.results if r.HasField("receipt")] == list(
+        range(size, size + 5)
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        node.stub().Append(pb.AppendRequest(event=good[0], events=[good[1]]), timeout=10)
+    code, p = info.value.code(), problem(info.value)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and p.status == 400
+    assert p.detail.startswith("events: Append takes one event")
