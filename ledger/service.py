@@ -102,7 +102,10 @@ def block_pb(record: BlockRecord, leaves: list[bytes] | None = None) -> pb.Block
 class LedgerService(pb_grpc.LedgerServicer):
     def __init__(self, node: LedgerNode) -> None:
         self.node = node
-        self._key_locks: dict[str, threading.Lock] = {}
+        # One lock per idempotency key in use, with the number of requests holding or
+        # awaiting it; dropped when that reaches zero, so two requests with one key never
+        # run at once and failed requests leave nothing behind.
+        self._key_locks: dict[str, tuple[threading.Lock, list[int]]] = {}
         self._key_locks_guard = threading.Lock()
 
     # plumbing
@@ -215,29 +218,42 @@ class LedgerService(pb_grpc.LedgerServicer):
             raise InvalidRequestError("Idempotency-Key: at most 256 characters")
         digest = request.request_digest or _digest_events(request.events)
         scoped = f"{principal.name}\x00{key}"
-        with self._key_locks_guard:
-            lock = self._key_locks.setdefault(scoped, threading.Lock())
-        with lock:
-            seen = self.node.idempotent_batch(scoped)
-            if seen is not None and time.time() - seen["created"] < IDEMPOTENCY_TTL:
-                if seen["digest"] != digest.hex():
-                    raise InvalidEventError(
-                        [],
-                        f"Idempotency-Key {key!r} was used with a different request body",
-                    )
-                return pb.AppendBatchResponse.FromString(base64.b64decode(seen["response"]))
-            response = self._append_all(list(request.events), principal)
-            self.node.remember_batch(
-                scoped,
-                {
-                    "digest": digest.hex(),
-                    "created": time.time(),
-                    "response": base64.b64encode(response.SerializeToString()).decode(),
-                },
-            )
-        with self._key_locks_guard:
-            self._key_locks.pop(scoped, None)
+        lock = self._acquire_key(scoped)
+        try:
+            with lock:
+                seen = self.node.idempotent_batch(scoped)
+                if seen is not None and time.time() - seen["created"] < IDEMPOTENCY_TTL:
+                    if seen["digest"] != digest.hex():
+                        raise InvalidEventError(
+                            [],
+                            f"Idempotency-Key {key!r} was used with a different request body",
+                        )
+                    return pb.AppendBatchResponse.FromString(base64.b64decode(seen["response"]))
+                response = self._append_all(list(request.events), principal)
+                self.node.remember_batch(
+                    scoped,
+                    {
+                        "digest": digest.hex(),
+                        "created": time.time(),
+                        "response": base64.b64encode(response.SerializeToString()).decode(),
+                    },
+                )
+        finally:
+            self._release_key(scoped)
         return response
+
+    def _acquire_key(self, scoped: str) -> threading.Lock:
+        with self._key_locks_guard:
+            lock, users = self._key_locks.setdefault(scoped, (threading.Lock(), [0]))
+            users[0] += 1
+        return lock
+
+    def _release_key(self, scoped: str) -> None:
+        with self._key_locks_guard:
+            _, users = self._key_locks[scoped]
+            users[0] -= 1
+            if users[0] == 0:
+                del self._key_locks[scoped]
 
     def _append_all(self, events: list[bytes], principal: Principal) -> pb.AppendBatchResponse:
         return _batch_response(self.node.append(events, principal))
