@@ -15,7 +15,9 @@ import json.scanner
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+
+import msgspec
 
 from gateway._problems import Problem, ProblemError, from_problem_message
 from provledger.errors import LedgerError
@@ -64,12 +66,41 @@ def _value_end(text: str, position: int) -> int:
     return end
 
 
+class _BatchBody(msgspec.Struct):
+    events: list[msgspec.Raw] | None = None  # each item's exact bytes, not decoded
+
+
+_BATCH_BODY: Final = msgspec.json.Decoder(_BatchBody)
+
+
 def split_batch(body: bytes) -> list[bytes]:
     """The exact bytes of each item of the body's `events` array.
 
     400 for text that is not JSON, 422 for JSON that is not `{"events": [...]}` with at
     least one item, 413 beyond 10,000 items.
     """
+    events = _split_quickly(body)
+    return events if events is not None else _split_exactly(body)
+
+
+def _split_quickly(body: bytes) -> list[bytes] | None:
+    """The items of a well-formed batch, found by msgspec without decoding them (about a
+    tenth of the exact scan); None for anything else, which `_split_exactly` then judges
+    and words the refusal of. "events" written twice (or escaped) goes that way too."""
+    if body.count(b'"events"') != 1:
+        return None
+    try:
+        if not body.isascii():
+            body.decode("utf-8")  # the exact scan's 400 for invalid UTF-8 anywhere
+        items = _BATCH_BODY.decode(body).events
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    if not items or len(items) > MAX_BATCH_EVENTS:
+        return None
+    return [bytes(item) for item in items]
+
+
+def _split_exactly(body: bytes) -> list[bytes]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -29,7 +29,7 @@ _probe_words = struct.Struct(f">{_PROBES}I").unpack_from
 
 
 class _Bits:
-    __slots__ = ("bits", "count", "mask", "m")
+    __slots__ = ("bits", "count", "m", "mask")
 
     def __init__(self, capacity: int) -> None:
         self.m = 1 << max(capacity * _BITS_PER_KEY, 1 << 16).bit_length()

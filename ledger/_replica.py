@@ -16,7 +16,6 @@ then join the window's first block.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 import time
@@ -35,6 +34,7 @@ from provledger.errors import (
     UnavailableError,
     VerificationError,
 )
+from provledger.events import leaf_identity
 from provledger.note import Checkpoint, Signer, Verifier, cosign_checkpoint, sign_checkpoint
 from provledger.v1 import ledger_pb2 as pb
 
@@ -102,15 +102,8 @@ def _entry_fields(leaf: bytes, position: int) -> NewLeaf:
     # every leaf (`parse_leaf`) costs five times a JSON parse; the leader validated each
     # event and its leaf hashes are bound into the signed roots checked here.
     try:
-        obj = json.loads(leaf.decode("utf-8"))  # str: json skips its encoding sniffing
-        event = obj["event"]
-        source, event_id, event_type = event["source"], event["id"], event["type"]
-        subject = event.get("subject")
-        if not all(isinstance(v, str) for v in (source, event_id, event_type)):
-            raise TypeError("source, id and type must be strings")
-        if subject is not None and not isinstance(subject, str):
-            raise TypeError("subject must be a string")
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        source, event_id, event_type, subject = leaf_identity(leaf)
+    except ValueError as exc:
         raise BlockRefusedError(f"leaf {position} is not a ledger entry: {exc}") from None
     return NewLeaf(
         leaf, merkle.leaf_hash(leaf), event_digest(source, event_id), event_type, subject

@@ -33,6 +33,7 @@ __all__ = [
     "decode_json",
     "entry_from_json",
     "leaf_bytes",
+    "leaf_identity",
     "make_entry",
     "parse_leaf",
 ]
@@ -1288,6 +1289,31 @@ def _canonical_event(raw: bytes) -> Any:
     if type(value) is not dict or _encode_sorted(value) != raw:
         return None
     return value
+
+
+class _EventIdentity(msgspec.Struct):
+    source: str
+    id: str
+    type: str
+    subject: str | None = None
+
+
+class _LeafIdentity(msgspec.Struct):
+    event: _EventIdentity
+
+
+_LEAF_IDENTITY: Final = msgspec.json.Decoder(_LeafIdentity)
+
+
+def leaf_identity(leaf: bytes) -> tuple[str, str, str, str | None]:
+    """`(source, id, type, subject)` of a leaf, decoding nothing else and validating
+    nothing more: for a replica indexing leaves whose bytes a verified signed root
+    already binds. ValueError if the leaf does not even have them."""
+    try:
+        event = _LEAF_IDENTITY.decode(leaf).event
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise ValueError(str(exc)) from None
+    return event.source, event.id, event.type, event.subject
 
 
 def _integral_float_errors(value: Any) -> list[FieldError]:
