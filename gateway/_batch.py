@@ -21,7 +21,7 @@ import msgspec
 
 from gateway._problems import Problem, ProblemError, from_problem_message
 from provledger.errors import LedgerError
-from provledger.events import canonical_json, decode_json
+from provledger.events import canonical_json, decode_json, is_canonical
 from provledger.v1 import ledger_pb2 as pb
 
 __all__ = ["MAX_BATCH_EVENTS", "BatchOutcome", "encode_batch_result", "receipt_json", "split_batch"]
@@ -182,7 +182,16 @@ def request_digest(body: bytes) -> bytes:
     """SHA-256 of the body's RFC 8785 bytes, so that equal bodies in any spelling match.
 
     A body that is not I-JSON has no RFC 8785 form; its own bytes stand in (prefixed, so
-    they can never equal a canonical digest)."""
+    they can never equal a canonical digest). A body that is `{"events":[...]}` of
+    canonical events (as the SDK sends) is its own RFC 8785 form: no re-encoding."""
+    items = _split_quickly(body)
+    if (
+        items is not None
+        and body == b'{"events":[' + b",".join(items) + b"]}"
+        # the body's two levels above each event count towards the nesting limit
+        and all(is_canonical(item, max_depth=98) for item in items)
+    ):
+        return hashlib.sha256(body).digest()
     try:
         return hashlib.sha256(canonical_json(decode_json(body))).digest()
     except LedgerError:

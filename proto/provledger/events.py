@@ -32,6 +32,7 @@ __all__ = [
     "canonical_json",
     "decode_json",
     "entry_from_json",
+    "is_canonical",
     "leaf_bytes",
     "leaf_identity",
     "make_entry",
@@ -1273,12 +1274,20 @@ def _canonical_event(raw: bytes) -> Any:
     I-JSON: a duplicate key would have been dropped, and so would `-0`, escaped
     surrogates fail to decode, and long integers and deep nesting are screened first.
     """
+    # "data" sorts before every other CloudEvents attribute, so canonical events start
+    # so; other text (most hand-written JSON) skips the decode attempt.
+    if not raw.startswith(b'{"data":'):
+        return None
+    value = _decoded_if_canonical(raw)
+    return value if type(value) is dict else None
+
+
+def _decoded_if_canonical(raw: bytes, max_depth: int = _MAX_DEPTH) -> Any:
+    """The JSON value `raw` encodes if `raw` is provably its RFC 8785 form, else None
+    (also for the text `null`, which the callers do not need). See `_canonical_event`."""
     if (
-        # "data" sorts before every other CloudEvents attribute, so canonical events
-        # start so; other text (most hand-written JSON) skips the decode attempt.
-        not raw.startswith(b'{"data":')
-        or not raw.isascii()
-        or raw.count(b"{") + raw.count(b"[") > _MAX_DEPTH
+        not raw.isascii()
+        or raw.count(b"{") + raw.count(b"[") > max_depth
         or _LONG_NUMBER.search(raw) is not None
     ):
         return None
@@ -1286,9 +1295,16 @@ def _canonical_event(raw: bytes) -> Any:
         value = _DECODER.decode(raw)
     except (msgspec.DecodeError, RecursionError):
         return None
-    if type(value) is not dict or _encode_sorted(value) != raw:
+    if _encode_sorted(value) != raw:
         return None
     return value
+
+
+def is_canonical(raw: bytes, *, max_depth: int = _MAX_DEPTH) -> bool:
+    """True only if `raw` is the RFC 8785 form of an I-JSON value nested at most
+    `max_depth` levels (so `canonical_json(decode_json(raw)) == raw`). A quick sufficient
+    test: False also for some canonical text (non-ASCII, exponents, 16-digit runs)."""
+    return raw == b"null" or _decoded_if_canonical(raw, max_depth) is not None
 
 
 class _EventIdentity(msgspec.Struct):

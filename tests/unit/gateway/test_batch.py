@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
-from hypothesis import given
+import rfc8785
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from gateway._batch import encode_batch_result, receipt_json, request_digest, split_batch
 from gateway._problems import ProblemError
+from provledger.events import canonical_json, decode_json
 from provledger.v1 import ledger_pb2 as pb
 
 
@@ -98,6 +101,24 @@ def test_digest_is_of_the_canonical_form() -> None:
     assert a == b != c
     # Not I-JSON: no canonical form, the raw bytes decide.
     assert request_digest(b'{"events": [{"a": NaN}]}') != request_digest(b'{"events": [{"a":NaN}]}')
+
+
+@given(st.lists(json_values, min_size=1, max_size=6))
+def test_a_body_of_canonical_events_digests_as_its_own_bytes(events: list[object]) -> None:
+    try:
+        canonical = b'{"events":[' + b",".join(rfc8785.dumps(e) for e in events) + b"]}"
+    except rfc8785.CanonicalizationError:  # a lone surrogate: no RFC 8785 form
+        assume(False)
+    slow = hashlib.sha256(canonical_json(decode_json(canonical))).digest()
+    assert request_digest(canonical) == slow
+    assert request_digest(json.dumps({"events": events}, indent=1).encode()) == slow
+
+
+def test_a_deep_body_is_judged_by_the_strict_decoder() -> None:
+    deep = b'{"events":[' + b"[" * 98 + b"]" * 98 + b"]}"  # 100 levels with the body's two
+    deeper = b'{"events":[' + b"[" * 99 + b"]" * 99 + b"]}"
+    assert request_digest(deep) == hashlib.sha256(deep).digest()
+    assert request_digest(deeper) == hashlib.sha256(b"not I-JSON\x00" + deeper).digest()
 
 
 def receipt(index: int, duplicate: bool = False) -> pb.Receipt:
