@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ledger._identity_filter import IdentityFilter
@@ -81,13 +81,7 @@ class Ticket:
             self._done.set()
 
     def resolve(self, position: int, outcome: Receipt | LedgerError) -> None:
-        with self._lock:
-            if self.results[position] is not None:
-                return
-            self.results[position] = outcome
-            self._remaining -= 1
-            if self._remaining == 0:
-                self._done.set()
+        self.resolve_many([(position, outcome)])
 
     def resolve_many(self, outcomes: list[tuple[int, Receipt | LedgerError]]) -> None:
         with self._lock:
@@ -438,9 +432,10 @@ class Sequencer:
         # One lock acquisition per ticket rather than per entry: a batch request's
         # thousand entries share one ticket.
         by_ticket: dict[Ticket, list[tuple[int, Receipt | LedgerError]]] = {}
-        error = outcome if isinstance(outcome, LedgerError) else None
-        for i, p in enumerate(batch):
-            result = error if error is not None else outcome[i]  # type: ignore[index]
+        results: Sequence[Receipt | LedgerError] = (
+            [outcome] * len(batch) if isinstance(outcome, LedgerError) else outcome
+        )
+        for p, result in zip(batch, results, strict=True):
             for ticket, position in p.waiters:
                 found = by_ticket.get(ticket)
                 if found is None:
