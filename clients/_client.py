@@ -36,6 +36,12 @@ from provledger.errors import UnavailableError
 from provledger.events import canonical_json
 from provledger.note import Verifier
 
+# Followers apply a block a few milliseconds to a second after the leader commits it: a
+# checkpoint smaller than the trusted one is asked for again for this long before it
+# counts as a rollback.
+REPLICA_LAG_S = 2.0
+LAG_POLL_S = 0.2
+
 __all__ = [
     "AsyncLedgerClient",
     "Event",
@@ -304,12 +310,24 @@ class LedgerClient:
         return self._retrying(lambda: self._t.consistency_proof(first, second))
 
     def verify_checkpoint(
-        self, tracker: StateTracker, *, verifier: Verifier | str | None = None
+        self,
+        tracker: StateTracker,
+        *,
+        verifier: Verifier | str | None = None,
+        replica_lag_s: float = REPLICA_LAG_S,
     ) -> Advance:
         """Fetches the latest checkpoint and advances `tracker` to it if, and only if, it
-        verifies and is consistent with the checkpoint trusted before."""
+        verifies and is consistent with the checkpoint trusted before.
+
+        A checkpoint smaller than the trusted one is asked for again for up to
+        `replica_lag_s`: behind a gateway that reads from followers it may come from a
+        replica a block behind. Only one still smaller after that is a rollback."""
         key = _resolve(self.verifier, verifier)
         note = self.checkpoint().note
+        deadline = time.monotonic() + replica_lag_s
+        while tracker.is_behind(note, key) and time.monotonic() < deadline:
+            time.sleep(LAG_POLL_S)
+            note = self.checkpoint().note
         return tracker.advance(
             note, key, lambda first, second: self.consistency_proof(first, second).hashes
         )
@@ -458,10 +476,19 @@ class AsyncLedgerClient:
         return await self._retrying(lambda: self._t.consistency_proof(first, second))
 
     async def verify_checkpoint(
-        self, tracker: StateTracker, *, verifier: Verifier | str | None = None
+        self,
+        tracker: StateTracker,
+        *,
+        verifier: Verifier | str | None = None,
+        replica_lag_s: float = REPLICA_LAG_S,
     ) -> Advance:
+        """`LedgerClient.verify_checkpoint` for asyncio callers."""
         key = _resolve(self.verifier, verifier)
         note = (await self.checkpoint()).note
+        deadline = time.monotonic() + replica_lag_s
+        while tracker.is_behind(note, key) and time.monotonic() < deadline:
+            await asyncio.sleep(LAG_POLL_S)
+            note = (await self.checkpoint()).note
 
         async def fetch(first: int, second: int) -> tuple[bytes, ...]:
             return (await self.consistency_proof(first, second)).hashes

@@ -159,6 +159,13 @@ class StateTracker:
             str(record.get("verified_at", "")),
         )
 
+    def is_behind(self, note: str, verifier: Verifier) -> bool:
+        """True if `note` verifies and is smaller than the checkpoint trusted for its log:
+        a replica that has not caught up yet, or a rollback if it stays so."""
+        checkpoint = checked_checkpoint(note, verifier)
+        old = self.trusted(checkpoint.origin)
+        return old is not None and checkpoint.size < old.tree_size
+
     def _store(self, current: TrustedCheckpoint) -> None:
         data = self._read()
         data["logs"][current.origin] = current.to_json()

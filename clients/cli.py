@@ -339,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fetch the latest checkpoint, verify its signature under VKEY and its "
         "consistency with the checkpoint the state file last trusted for that log, then "
         "trust it. With an entry named, verify its inclusion too. Exit 1 on a fork or "
-        "rollback, naming both checkpoints.",
+        "rollback (a smaller tree still served after 2 s of asking again), naming both "
+        "checkpoints.",
     )
     p.add_argument("--key", required=True, metavar="VKEY", help="the log's verifier key")
     p.add_argument("--state", type=Path, help=f"state file (default {default_state_path()})")

@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,22 @@ def test_rollback_is_detected(tmp_path: Path, ledger: LyingLedger) -> None:
     assert e.old_checkpoint == trusted.note
     assert e.new_checkpoint == served_note
     assert tracker.trusted(ORIGIN).tree_size == 9  # type: ignore[union-attr]
+
+
+def test_a_replica_that_catches_up_is_not_a_rollback(tmp_path: Path, ledger: LyingLedger) -> None:
+    honest = leaves("a", 12)
+    tracker = StateTracker(tmp_path / "trusted.json")
+    with serve(ledger) as address, client(address, ledger) as c:
+        ledger.served = honest[:9]
+        c.verify_checkpoint(tracker)
+        ledger.served = honest[:5]  # a lagging follower answers first...
+        catch_up = threading.Timer(0.5, lambda: setattr(ledger, "served", honest))
+        catch_up.start()
+        advance = c.verify_checkpoint(tracker)  # ...then the replica catches up
+        catch_up.join()
+    assert advance.previous is not None and advance.previous.tree_size == 9
+    assert advance.current.tree_size == 12
+    assert ledger.calls["GetCheckpoint"] >= 3  # asked again while it was behind
 
 
 def test_fork_is_detected_with_the_proof(tmp_path: Path, ledger: LyingLedger) -> None:
