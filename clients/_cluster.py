@@ -32,6 +32,7 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -233,18 +234,21 @@ def init_cluster(directory: Path, options: InitOptions) -> dict[str, Any]:
     etcd = []
     for i in range(options.etcd_members):
         etcd.append({"name": f"etcd-{i + 1}", "client": _free_port(), "peer": _free_port()})
-    initial = ",".join(f"{m['name']}=http://127.0.0.1:{m['peer']}" for m in etcd)
+    # With TLS, etcd serves clients and peers over TLS and admits only certificates of
+    # this CA: the commit point of the log is closed to anyone else on the network.
+    scheme = "https" if ca is not None else "http"
+    initial = ",".join(f"{m['name']}={scheme}://127.0.0.1:{m['peer']}" for m in etcd)
     token = f"provledger-{secrets.token_hex(4)}"
     for m in etcd:
         member_dir = root / "etcd"
         member_dir.mkdir(parents=True, exist_ok=True)
-        settings = {
+        settings: dict[str, Any] = {
             "name": m["name"],
             "data-dir": str(member_dir / str(m["name"])),
-            "listen-client-urls": f"http://127.0.0.1:{m['client']}",
-            "advertise-client-urls": f"http://127.0.0.1:{m['client']}",
-            "listen-peer-urls": f"http://127.0.0.1:{m['peer']}",
-            "initial-advertise-peer-urls": f"http://127.0.0.1:{m['peer']}",
+            "listen-client-urls": f"{scheme}://127.0.0.1:{m['client']}",
+            "advertise-client-urls": f"{scheme}://127.0.0.1:{m['client']}",
+            "listen-peer-urls": f"{scheme}://127.0.0.1:{m['peer']}",
+            "initial-advertise-peer-urls": f"{scheme}://127.0.0.1:{m['peer']}",
             "initial-cluster": initial,
             "initial-cluster-state": "new",
             "initial-cluster-token": token,
@@ -259,9 +263,20 @@ def init_cluster(directory: Path, options: InitOptions) -> dict[str, Any]:
             "logger": "zap",
             "log-level": "warn",
         }
+        if ca is not None:
+            cert, key = member_dir / f"{m['name']}.pem", member_dir / f"{m['name']}-key.pem"
+            ca.issue(cert, key, str(m["name"]), server=True)
+            security = {
+                "cert-file": str(cert),
+                "key-file": str(key),
+                "trusted-ca-file": str(ca.pem_path),
+                "client-cert-auth": True,
+            }
+            settings["client-transport-security"] = security
+            settings["peer-transport-security"] = security
         # JSON is YAML: etcd --config-file reads it as is.
         (member_dir / f"{m['name']}.yml").write_text(json.dumps(settings, indent=2) + "\n")
-    endpoints = [f"127.0.0.1:{m['client']}" for m in etcd]
+    endpoints = [f"{scheme}://127.0.0.1:{m['client']}" for m in etcd]
 
     nodes = []
     for i in range(options.nodes):
@@ -340,6 +355,7 @@ def init_cluster(directory: Path, options: InitOptions) -> dict[str, Any]:
                 "name": m["name"],
                 "config": f"etcd/{m['name']}.yml",
                 "client": f"127.0.0.1:{m['client']}",
+                "url": f"{scheme}://127.0.0.1:{m['client']}",
                 "peer": f"127.0.0.1:{m['peer']}",
             }
             for m in etcd
@@ -469,10 +485,17 @@ def _spawn(root: Path, name: str, args: list[str]) -> Child:
     return spawn(name, args, root / "logs", cwd=root, pid_dir=root / "run")
 
 
-def _etcd_healthy(client_address: str) -> bool:
+def etcd_healthy(root: Path, manifest: dict[str, Any], member: dict[str, Any]) -> bool:
+    """Whether an etcd member of the cluster answers /health with "true" (over TLS with
+    the cluster's client certificate when the cluster uses TLS)."""
     import httpx
 
-    r = httpx.get(f"http://{client_address}/health", timeout=1.0)
+    url = member.get("url") or f"http://{member['client']}"
+    verify: ssl.SSLContext | bool = True
+    if manifest.get("tls"):
+        verify = ssl.create_default_context(cafile=root / "ca" / "ca.pem")
+        verify.load_cert_chain(root / "client" / "client.pem", root / "client" / "client-key.pem")
+    r = httpx.get(f"{url}/health", timeout=1.0, verify=verify)
     return r.status_code == 200 and r.json().get("health") == "true"
 
 
@@ -515,9 +538,10 @@ def run_cluster(
                     root, m["name"], [etcd_binary, "--config-file", str(root / m["config"])]
                 )
                 children.append(child)
-                members.append((child, m["client"]))
-            for child, address in members:
-                _wait(child, functools.partial(_etcd_healthy, address), startup_timeout, "healthy")
+                members.append((child, m))
+            for child, member in members:
+                healthy = functools.partial(etcd_healthy, root, manifest, member)
+                _wait(child, healthy, startup_timeout, "healthy")
             nodes = []
             for n in manifest["nodes"]:
                 args = [sys.executable, "-m", "ledger", "--config", str(root / n["config"])]

@@ -35,6 +35,7 @@ import grpc
 from etcd3 import etcdrpc
 from etcd3.etcdrpc import kv_pb2
 
+from ledger._config import TLSConfig
 from ledger.coordinator import CommitRecord, FencedError
 from provledger.errors import UnavailableError
 
@@ -61,6 +62,8 @@ _RECENT_HEADS = 4096  # committed (height, hash) pairs remembered from the watch
 class EtcdSettings:
     endpoints: tuple[tuple[str, int], ...]
     log: str
+    # (CA, certificate chain, private key) PEM for https:// endpoints; None: plaintext.
+    tls: tuple[bytes, bytes, bytes] | None = None
     lease_ttl: int = 2
     timeout: float = 2.0
     gc_keep: int = 16  # blocks kept below the lowest applied height
@@ -82,7 +85,12 @@ class EtcdSettings:
             raise ValueError("coordinator.gc_keep: at least 1 and at most gc_max_window")
 
     @classmethod
-    def from_mapping(cls, raw: dict[str, Any], origin: str) -> EtcdSettings:
+    def from_mapping(
+        cls, raw: dict[str, Any], origin: str, tls: TLSConfig | None = None
+    ) -> EtcdSettings:
+        """From the node's [coordinator] table. https:// endpoints are reached over TLS
+        with the node's own certificate (`tls`, its [tls] table), which etcd checks
+        against the cluster CA; plain host:port or http:// ones without."""
         known = {
             "kind",
             "endpoints",
@@ -99,15 +107,32 @@ class EtcdSettings:
         if unknown:
             raise ValueError(f"unknown coordinator keys: {sorted(unknown)}")
         endpoints = []
+        schemes = set()
         for text in raw.get("endpoints", []):
-            host, sep, port = str(text).rpartition(":")
-            if not sep or not port.isdigit():
-                raise ValueError(f"coordinator.endpoints: {text!r} is not host:port")
-            endpoints.append((host.removeprefix("http://"), int(port)))
+            scheme, _, address = str(text).rpartition("://")
+            host, sep, port = address.rpartition(":")
+            if scheme not in ("", "http", "https") or not sep or not port.isdigit():
+                raise ValueError(
+                    f"coordinator.endpoints: {text!r} is not host:port, http://host:port "
+                    "or https://host:port"
+                )
+            schemes.add(scheme == "https")
+            endpoints.append((host, int(port)))
+        if len(schemes) > 1:
+            raise ValueError("coordinator.endpoints: either all https:// or none")
+        credentials = None
+        if True in schemes:
+            if tls is None:
+                raise ValueError(
+                    "coordinator.endpoints: https:// endpoints need the node's [tls] "
+                    "ca, cert and key"
+                )
+            credentials = (tls.ca.read_bytes(), tls.cert.read_bytes(), tls.key.read_bytes())
         default_log = "".join(c if c.isalnum() or c in "-_." else "_" for c in origin)
         return cls(
             endpoints=tuple(endpoints),
             log=str(raw.get("log", default_log)),
+            tls=credentials,
             lease_ttl=int(raw.get("lease_ttl_s", 2)),
             timeout=float(raw.get("timeout_s", 2.0)),
             gc_keep=int(raw.get("gc_keep", 16)),
@@ -207,9 +232,17 @@ class EtcdCoordinator:
         self._threads: list[threading.Thread] = []
 
     def _client(self, timeout: float) -> Any:
+        tls = self.settings.tls
+        credentials = (
+            None
+            if tls is None
+            else grpc.ssl_channel_credentials(
+                root_certificates=tls[0], certificate_chain=tls[1], private_key=tls[2]
+            )
+        )
         endpoints = [
             # time_retry: the client's default blacks a failed endpoint out for 300 s.
-            etcd3.Endpoint(host, port, secure=False, time_retry=1.0)
+            etcd3.Endpoint(host, port, secure=tls is not None, creds=credentials, time_retry=1.0)
             for host, port in self.settings.endpoints
         ]
         return etcd3.MultiEndpointEtcd3Client(endpoints=endpoints, timeout=timeout, failover=True)

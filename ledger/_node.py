@@ -76,7 +76,7 @@ class LedgerNode:
             from ledger._etcd import EtcdCoordinator, EtcdSettings
 
             etcd = EtcdCoordinator(
-                EtcdSettings.from_mapping(config.coordinator, self.origin),
+                EtcdSettings.from_mapping(config.coordinator, self.origin, config.tls),
                 config.node_id,
                 config.advertised,
             )

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import httpx
 
-from clients._cluster import InitOptions, init_cluster
+from clients._cluster import InitOptions, etcd_healthy, init_cluster
 from provledger.v1 import ledger_pb2 as pb
 from provledger.v1 import ledger_pb2_grpc as pb_grpc
 from provledger.v1 import replication_pb2_grpc as rpb_grpc
@@ -39,6 +38,8 @@ class EtcdMember:
     config: Path
     client: str
     log_path: Path
+    root: Path
+    manifest: dict[str, Any]
     proc: Proc | None = None
 
     def start(self) -> None:
@@ -48,8 +49,8 @@ class EtcdMember:
         self.proc = spawn(self.name, [binary, "--config-file", str(self.config)], self.log_path)
 
     def healthy(self) -> bool:
-        r = httpx.get(f"http://{self.client}/health", timeout=1.0)
-        return r.status_code == 200 and r.json().get("health") == "true"
+        member = next(m for m in self.manifest["etcd"] if m["name"] == self.name)
+        return etcd_healthy(self.root, self.manifest, member)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -164,6 +165,24 @@ class Cluster:
     def addresses(self) -> list[str]:
         return [n.address for n in self.nodes]
 
+    def etcd_client(self, timeout: float = 5.0) -> Any:
+        """A client of the cluster's etcd, over mutual TLS (the cluster's client
+        certificate) when the cluster uses TLS, as the nodes reach it."""
+        import etcd3
+
+        creds = None
+        if self.manifest.get("tls"):
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=(self.root / "ca" / "ca.pem").read_bytes(),
+                private_key=(self.root / "client" / "client-key.pem").read_bytes(),
+                certificate_chain=(self.root / "client" / "client.pem").read_bytes(),
+            )
+        endpoints = [
+            etcd3.Endpoint(host, int(port), secure=creds is not None, creds=creds, time_retry=1.0)
+            for host, port in (m["client"].rsplit(":", 1) for m in self.manifest["etcd"])
+        ]
+        return etcd3.MultiEndpointEtcd3Client(endpoints=endpoints, timeout=timeout, failover=True)
+
     def node(self, name: str) -> ClusterNode:
         return next(n for n in self.nodes if n.name == name)
 
@@ -220,6 +239,8 @@ def start_etcd_cluster(root: Path, manifest: dict[str, Any]) -> EtcdCluster:
             config=root / m["config"],
             client=m["client"],
             log_path=root / "logs" / f"{m['name']}.log",
+            root=root,
+            manifest=manifest,
         )
         for m in manifest["etcd"]
     ]

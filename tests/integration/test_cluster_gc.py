@@ -7,7 +7,6 @@ import threading
 import time
 from pathlib import Path
 
-import etcd3
 import grpc
 import pytest
 
@@ -32,10 +31,7 @@ def test_block_window_stays_bounded(tmp_path: Path) -> None:
             "compact_every_s": 1.0,
         },
     )
-    host, port = cluster.etcd.endpoints[0].rsplit(":", 1)
-    etcd = etcd3.MultiEndpointEtcd3Client(
-        endpoints=[etcd3.Endpoint(host, int(port), secure=False, time_retry=1.0)], timeout=5
-    )
+    etcd = cluster.etcd_client()
     prefix = f"/provledger/{cluster.manifest['log']}/blocks/"
     samples: list[int] = []
     stop = threading.Event()
