@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger._config import load_config
+from ledger._config import TLSConfig, load_config
 from ledger._etcd import CommittedHead, EtcdSettings
 from ledger._keys import load_signer
 from provledger.note import Signer
@@ -34,11 +34,29 @@ def test_settings_from_a_coordinator_table() -> None:
         ({"endpoints": ["127.0.0.1:1"], "gc_keep": 0}, "gc_keep"),
         ({"endpoints": ["127.0.0.1:1"], "gc_keep": 5, "gc_max_window": 4}, "gc_keep"),
         ({"endpoints": ["127.0.0.1:1"], "lease": 2}, "unknown coordinator keys"),
+        ({"endpoints": ["grpc://127.0.0.1:1"]}, "is not host:port"),
+        ({"endpoints": ["https://127.0.0.1:1", "127.0.0.1:2"]}, "either all https:// or none"),
+        ({"endpoints": ["https://127.0.0.1:1"]}, r"need the node's \[tls\]"),
     ],
 )
 def test_bad_settings_are_named(raw: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         EtcdSettings.from_mapping(raw, "o")
+
+
+def test_https_endpoints_use_the_nodes_certificate(tmp_path: Path) -> None:
+    files = {name: tmp_path / f"{name}.pem" for name in ("ca", "cert", "key")}
+    for name, path in files.items():
+        path.write_bytes(f"PEM of {name}".encode())
+    s = EtcdSettings.from_mapping(
+        {"endpoints": ["https://127.0.0.1:2379", "https://127.0.0.1:2381"]},
+        "o",
+        TLSConfig(files["ca"], files["cert"], files["key"]),
+    )
+    assert s.endpoints == (("127.0.0.1", 2379), ("127.0.0.1", 2381))
+    assert s.tls == (b"PEM of ca", b"PEM of cert", b"PEM of key")
+    plain = EtcdSettings.from_mapping({"endpoints": ["127.0.0.1:2379"]}, "o", None)
+    assert plain.tls is None
 
 
 def test_committed_head_round_trip() -> None:
