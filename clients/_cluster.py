@@ -485,17 +485,23 @@ def _spawn(root: Path, name: str, args: list[str]) -> Child:
     return spawn(name, args, root / "logs", cwd=root, pid_dir=root / "run")
 
 
+def etcd_tls_context(root: Path, manifest: dict[str, Any]) -> ssl.SSLContext | bool:
+    """What an HTTP client of the cluster's etcd verifies and presents: the cluster CA and
+    the client certificate when the cluster uses TLS (True, the default, otherwise)."""
+    if not manifest.get("tls"):
+        return True
+    context = ssl.create_default_context(cafile=root / "ca" / "ca.pem")
+    context.load_cert_chain(root / "client" / "client.pem", root / "client" / "client-key.pem")
+    return context
+
+
 def etcd_healthy(root: Path, manifest: dict[str, Any], member: dict[str, Any]) -> bool:
     """Whether an etcd member of the cluster answers /health with "true" (over TLS with
     the cluster's client certificate when the cluster uses TLS)."""
     import httpx
 
     url = member.get("url") or f"http://{member['client']}"
-    verify: ssl.SSLContext | bool = True
-    if manifest.get("tls"):
-        verify = ssl.create_default_context(cafile=root / "ca" / "ca.pem")
-        verify.load_cert_chain(root / "client" / "client.pem", root / "client" / "client-key.pem")
-    r = httpx.get(f"{url}/health", timeout=1.0, verify=verify)
+    r = httpx.get(f"{url}/health", timeout=1.0, verify=etcd_tls_context(root, manifest))
     return r.status_code == 200 and r.json().get("health") == "true"
 
 

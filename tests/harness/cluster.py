@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 
-from clients._cluster import InitOptions, etcd_healthy, init_cluster
+from clients._cluster import InitOptions, etcd_healthy, etcd_tls_context, init_cluster
 from provledger.v1 import ledger_pb2 as pb
 from provledger.v1 import ledger_pb2_grpc as pb_grpc
 from provledger.v1 import replication_pb2_grpc as rpb_grpc
@@ -48,9 +49,18 @@ class EtcdMember:
             raise RuntimeError("the etcd binary is missing (apt-get install etcd-server)")
         self.proc = spawn(self.name, [binary, "--config-file", str(self.config)], self.log_path)
 
+    @property
+    def _member(self) -> dict[str, Any]:
+        return next(m for m in self.manifest["etcd"] if m["name"] == self.name)
+
     def healthy(self) -> bool:
-        member = next(m for m in self.manifest["etcd"] if m["name"] == self.name)
-        return etcd_healthy(self.root, self.manifest, member)
+        return etcd_healthy(self.root, self.manifest, self._member)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        """A call to the member's HTTP/JSON API (over mutual TLS in a TLS cluster)."""
+        verify = etcd_tls_context(self.root, self.manifest)
+        r = httpx.post(f"{self._member['url']}{path}", json=body, timeout=2, verify=verify)
+        return r.json()
 
     def kill(self) -> None:
         assert self.proc is not None
