@@ -23,7 +23,7 @@ from ledger._replica import Replica, block_message
 from ledger.sequencer import LogState, SealedBlock
 from provledger.blocks import BlockSignature, verify_header_signature
 from provledger.errors import LedgerError, SignatureError, StorageError
-from provledger.note import Verifier
+from provledger.note import Verifier, verify_cosignature
 from provledger.v1 import ledger_pb2 as pb
 
 if TYPE_CHECKING:
@@ -273,6 +273,19 @@ class ClusterRole:
                 height, [*record.signatures, signature.to_json()], sync=False
             )
 
+    def add_cosignature(self, height: int, line: str, verifier: Verifier) -> None:
+        """Adds a follower's cosignature of block `height`'s checkpoint to the checkpoint
+        this node serves, if that is still the latest and the line verifies."""
+        state = self.node.state
+        if state.height != height:
+            return  # a newer block committed meanwhile: its checkpoint gathers its own
+        try:
+            verify_cosignature(f"{state.checkpoint}{line}\n", verifier)
+        except (SignatureError, ValueError) as exc:
+            log.warning("ignoring %s's cosignature of block %d: %s", verifier.name, height, exc)
+            return
+        self.node.sequencer.add_checkpoint_signature(state.tree_size, line)
+
     def _start_pushers(self) -> None:
         """One pusher per other member; members that left or moved lose theirs."""
         me = self.node.config.node_id
@@ -341,4 +354,6 @@ class _Pusher(threading.Thread):
                     role.add_signature(next_height, signature, self.verifier)
                 except (ValueError, LedgerError) as exc:
                     log.warning("bad signature from %s: %s", member.node, exc)
+            if response.cosignature and self.verifier:
+                role.add_cosignature(next_height, response.cosignature, self.verifier)
             next_height = response.next_height

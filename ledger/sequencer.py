@@ -10,6 +10,7 @@ acknowledged before the block is durable.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -201,6 +202,17 @@ class Sequencer:
     def failed(self) -> LedgerError | None:
         """The storage failure that stopped sequencing for good, if any."""
         return self._failed
+
+    def add_checkpoint_signature(self, tree_size: int, line: str) -> bool:
+        """Appends a signature line (a follower's C2SP cosignature) to the current
+        checkpoint note if the log is still at `tree_size`; only the latest checkpoint
+        gathers cosignatures. The caller has verified the line."""
+        with self._lock:
+            state = self.state
+            if state.tree_size != tree_size or line in state.checkpoint:
+                return False
+            self.state = dataclasses.replace(state, checkpoint=f"{state.checkpoint}{line}\n")
+            return True
 
     def set_state(self, state: LogState) -> None:
         """Adopts a state committed elsewhere (a follower applying a leader's block)."""

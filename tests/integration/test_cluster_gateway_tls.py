@@ -77,6 +77,26 @@ def test_gateway_follows_the_cluster_over_mutual_tls(tmp_path: Path) -> None:
                     Verifier.from_string(nodes[s.node]),
                 )
 
+            # With the log quiet, the leader's latest checkpoint gathers a C2SP
+            # cosignature from each follower that applied its block, over the gateway too.
+            followers = {f.name for f in cluster.followers(leader)}
+
+            def cosigners() -> set[str]:
+                note = client.get("/v1/checkpoint").text
+                return {
+                    name
+                    for name in followers
+                    if f"\u2014 {name} " in note
+                    and verify_cosignature(note, Verifier.from_string(nodes[name])) > 0
+                }
+
+            wait_until(lambda: cosigners() == followers, 30, "the followers' cosignatures")
+            note = leader.stub().GetCheckpoint(pb.GetCheckpointRequest()).note
+            assert verify_checkpoint(note, Verifier.from_string(log["verifier_key"]))
+            for name in followers:
+                stamp = verify_cosignature(note, Verifier.from_string(nodes[name]))
+                assert abs(stamp - time.time()) < 300
+
             # A follower serves proofs of its own, under its cosigned checkpoint, and
             # forwards the writes it is sent (here a client stream) to the leader.
             follower = cluster.followers(leader)[0]
