@@ -1256,9 +1256,9 @@ def _jcs_float(text: str) -> float:
 
 
 _DECODER: Final = msgspec.json.Decoder(float_hook=_jcs_float)
-# A run of 16 digits after a number's possible first characters: every integer beyond
+# A run of 16 digits where a number can start: every integer beyond
 # ±(2^53-1) has one (no leading zeros in JSON). Digits inside strings only cost a slow parse.
-_LONG_NUMBER: Final = re.compile(rb"[:,\[]-?[0-9]{16}")
+_LONG_NUMBER: Final = re.compile(rb"(?:^|[:,\[])-?[0-9]{16}")
 _encode_sorted: Final = msgspec.json.Encoder(order="sorted").encode
 
 

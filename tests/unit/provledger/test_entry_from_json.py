@@ -25,6 +25,7 @@ from tests.unit.provledger.test_events import (
     Mutation,
     _kind_cases,
     ijson_values,
+    texts,
 )
 
 
@@ -132,6 +133,20 @@ def test_near_misses_are_judged_like_the_slow_path(raw: bytes) -> None:
     both(raw)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [b"12345678901234567", b"-9007199254740992", b"[9007199254740992]", b'{"a":1e2}', b"-0"],
+)
+def test_is_canonical_refuses_what_the_strict_decoder_would(raw: bytes) -> None:
+    assert not events.is_canonical(raw)
+
+
+@pytest.mark.parametrize("raw", [b"null", b"7", b'"x"', b'{"a":[1,{"b":0.5}]}', b"[]"])
+def test_is_canonical_accepts_plain_canonical_text(raw: bytes) -> None:
+    assert events.is_canonical(raw)
+    assert canonical_json(decode_json(raw)) == raw
+
+
 def test_shortcut_respects_the_size_limit_and_the_submitter() -> None:
     raw = canonical_json(VALID_EVENTS["training"])
     with pytest.raises(TooLargeError):
@@ -197,3 +212,25 @@ def test_shortcut_takes_every_canonical_ascii_value_with_plain_numbers(value: An
         re.search(rb"[0-9]{16}", raw) is None
     ):  # a 16-digit run inside a string is screened out too, by design
         assert events._canonical_event(raw) == {"data": value}
+
+
+any_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(any_json, st.sampled_from(["jcs", "sorted", "default"]))
+def test_is_canonical_only_says_so_of_canonical_i_json(value: Any, spelling: str) -> None:
+    try:
+        raw = (
+            rfc8785.dumps(value)
+            if spelling == "jcs"
+            else json.dumps(value, separators=(",", ":"), sort_keys=spelling == "sorted").encode()
+        )
+    except (ValueError, OverflowError, rfc8785.CanonicalizationError):
+        return  # no such text (a lone surrogate, a number JCS cannot write)
+    if events.is_canonical(raw):
+        assert canonical_json(decode_json(raw)) == raw
