@@ -273,7 +273,7 @@ class LedgerNode:
                 raise NotFoundError(f"no entry at index {index} (tree size {state.tree_size})")
             raise InvalidRequestError(f"index {index} is not in a tree of size {size}")
         proof = merkle.inclusion_proof(index, size, self.store.node)
-        found = merkle.leaf_hash(self.store.leaf(index))
+        found = self.store.node(0, index)  # the stored leaf hash
         checkpoint = state.checkpoint if tree_size is None else ""
         return index, size, found, proof, checkpoint
 

@@ -16,6 +16,9 @@ from provledger.errors import NotFoundError, StorageError
 
 __all__ = ["BlockRecord", "Head", "LevelDBStore", "NewLeaf", "event_digest"]
 
+_CACHED_LEVEL = 8  # subtrees of 2^8 leaves and up
+_UPPER_NODES_LIMIT = 1 << 18  # about 40 MB at most (a log of some 30 M entries); then start over
+
 event_digest = codec.event_digest
 
 
@@ -64,6 +67,9 @@ class LevelDBStore:
         except plyvel.Error as exc:
             raise StorageError(f"cannot open LevelDB at {path}: {exc}") from exc
         self._write_lock = threading.Lock()
+        # Complete subtrees never change once stored, so the few of 256 or more leaves
+        # (two per 256 leaves), which lie on most of a proof's path, are kept in memory.
+        self._upper_nodes: dict[tuple[int, int], bytes] = {}
         version = self._db.get(codec.meta_key("format"))
         if version is None:
             if self._db.get(codec.meta_key("head")) is not None:
@@ -133,9 +139,18 @@ class LevelDBStore:
                 yield key[1:]
 
     def node(self, level: int, index: int) -> bytes:
+        upper = level >= _CACHED_LEVEL
+        if upper:
+            cached = self._upper_nodes.get((level, index))
+            if cached is not None:
+                return cached
         value: bytes | None = self._db.get(codec.node_key(level, index))
         if value is None:
             raise StorageError(f"missing tree node at level {level}, index {index}")
+        if upper:
+            if len(self._upper_nodes) >= _UPPER_NODES_LIMIT:
+                self._upper_nodes.clear()
+            self._upper_nodes[(level, index)] = value
         return value
 
     def nodes(self, level: int, start: int, count: int) -> list[bytes]:
