@@ -33,8 +33,10 @@ __all__ = ["LogState", "Receipt", "Sequencer", "SequencerLimits", "Ticket"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs 5x, for 1,000 per block
 class Receipt:
+    """One event's receipt. Never mutated once made."""
+
     index: int
     leaf_hash: bytes
     block_height: int
