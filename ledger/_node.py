@@ -6,7 +6,9 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +36,10 @@ __all__ = ["EntryView", "ExportFrontier", "LedgerNode"]
 
 log = logging.getLogger(__name__)
 
+# SPEC §3: an Idempotency-Key is honoured for at least 24 hours; records are deleted
+# once twice as old.
+IDEMPOTENCY_TTL = 24 * 3600
+SWEEP_EVERY_S = 3600.0
 TILE_WIDTH = 256
 APPEND_CHUNK = 250  # entries handed to the sequencer at once by one request
 TILE_HEIGHT = 8
@@ -71,6 +77,10 @@ class LedgerNode:
         )
         self.auth = Authenticator(config.principals, config.public_reads)
         self.cluster: ClusterRole | None = None
+        self._closing = threading.Event()
+        self._sweeper = threading.Thread(
+            target=self._sweep_batches, name="idempotency-sweeper", daemon=True
+        )
         if config.clustered and coordinator is None:
             # Imported here: a single node never loads the etcd client.
             from ledger._etcd import EtcdCoordinator, EtcdSettings
@@ -127,6 +137,7 @@ class LedgerNode:
         return origin
 
     def start(self) -> None:
+        self._sweeper.start()
         if self.cluster is not None:
             # Follower first; the role loop campaigns and leads when it wins the lease.
             self.cluster.start()
@@ -150,6 +161,9 @@ class LedgerNode:
         )
 
     def close(self) -> None:
+        self._closing.set()
+        if self._sweeper.is_alive():
+            self._sweeper.join(timeout=10)
         if self.cluster is not None:
             self.cluster.stop()
         self.sequencer.stop()
@@ -274,7 +288,7 @@ class LedgerNode:
             raise InvalidRequestError(f"index {index} is not in a tree of size {size}")
         proof = merkle.inclusion_proof(index, size, self.store.node)
         found = self.store.node(0, index)  # the stored leaf hash
-        checkpoint = state.checkpoint if tree_size is None else ""
+        checkpoint = state.served_checkpoint if tree_size is None else ""
         return index, size, found, proof, checkpoint
 
     def consistency(self, first: int, second: int) -> list[bytes]:
@@ -369,8 +383,76 @@ class LedgerNode:
         return sorted(keys.items())
 
     def idempotent_batch(self, key: str) -> dict[str, Any] | None:
+        """The record of a batch appended under `key` within the last IDEMPOTENCY_TTL."""
         raw = self.store.idempotency(key)
-        return None if raw is None else dict(json.loads(raw))
+        if raw is None:
+            return None
+        record = dict(json.loads(raw))
+        if time.time() - float(record["created"]) >= IDEMPOTENCY_TTL:
+            return None
+        return record
 
-    def remember_batch(self, key: str, value: dict[str, Any]) -> None:
-        self.store.put_idempotency(key, json.dumps(value).encode())
+    def remember_batch(self, key: str, record: dict[str, Any]) -> None:
+        self.store.put_idempotency(key, json.dumps(record, separators=(",", ":")).encode())
+
+    def forget_expired_batches(self, now: float | None = None) -> int:
+        """Deletes idempotency records past twice their TTL; how many went."""
+        cutoff = (time.time() if now is None else now) - 2 * IDEMPOTENCY_TTL
+        expired = []
+        for key, raw in self.store.idempotency_records():
+            try:
+                created = float(json.loads(raw)["created"])
+            except (ValueError, KeyError, TypeError):
+                created = 0.0  # unreadable: nothing can be replayed from it
+            if created < cutoff:
+                expired.append(key)
+        if expired:
+            self.store.delete_idempotency(expired)
+        return len(expired)
+
+    def _sweep_batches(self) -> None:
+        """Deletes expired idempotency records at start and then every hour."""
+        while not self._closing.is_set():
+            try:
+                gone = self.forget_expired_batches()
+            except LedgerError as exc:
+                log.warning("sweeping idempotency records failed: %s", exc)
+            else:
+                if gone:
+                    log.info("deleted %d expired idempotency records", gone)
+            self._closing.wait(SWEEP_EVERY_S)
+
+    def receipts_at(self, items: Sequence[tuple[int, int, bool]]) -> list[Receipt]:
+        """Receipts of committed entries `(index, tree_size, duplicate)` as they were
+        issued: proofs at those tree sizes and the log's checkpoint note at each (Ed25519
+        is deterministic and the note has no timestamp, so these are the same bytes)."""
+        positions: dict[int, list[int]] = {}
+        for position, (index, size, _) in enumerate(items):
+            self._check_size(size, "tree_size")
+            if not 0 <= index < size:
+                raise StorageError(f"idempotency record: index {index} beyond tree size {size}")
+            positions.setdefault(size, []).append(position)
+        out: list[Receipt | None] = [None] * len(items)
+        block: BlockRecord | None = None
+        for size, group in positions.items():
+            note = sign_checkpoint(
+                Checkpoint(self.origin, size, self.root_at(size)), self.log_signer
+            )
+            indexes = [items[p][0] for p in group]
+            proofs = merkle.inclusion_proofs(indexes, size, self.store.node)
+            for position, index, proof in zip(group, indexes, proofs, strict=True):
+                if (
+                    block is None
+                    or not block.first_index <= index < block.first_index + block.count
+                ):
+                    block = self.store.block(self.store.block_height_of_index(index))
+                out[position] = Receipt(
+                    index,
+                    self.store.node(0, index),
+                    block.height,
+                    size,
+                    tuple(proof),
+                    note,
+                    items[position][2],
+                )
+        return [r for r in out if r is not None]

@@ -337,6 +337,7 @@ class Replica:
             Checkpoint(self._origin, header.tree_size, header.tree_root), self._log_signer
         )
         cosigned = cosign_checkpoint(note, self._node_signer, int(time.time()))
+        line = cosigned.rstrip("\n").rsplit("\n", 1)[-1]
         self._sequencer.set_state(
             LogState(
                 header.tree_size,
@@ -344,12 +345,12 @@ class Replica:
                 record.height,
                 record.header_hash,
                 header.term,
-                cosigned,
+                note,
                 verified.frontier,
+                (line,),
             )
         )
         self._coordinator.report_applied(record.height)
-        line = cosigned.rstrip("\n").rsplit("\n", 1)[-1]
         return PushOutcome(record.height + 1, mine, line)
 
     # catching up

@@ -55,8 +55,16 @@ class LogState:
     height: int | None
     head_hash: bytes
     term: int
-    checkpoint: str
+    checkpoint: str  # the note signed by the log key alone: what receipts carry
     frontier: tuple[bytes, ...]
+    # C2SP cosignature lines of nodes that verified this state (a follower's own; on the
+    # leader, each follower's as it arrives), served after the log's signature.
+    cosignatures: tuple[str, ...] = ()
+
+    @property
+    def served_checkpoint(self) -> str:
+        """The checkpoint note with every cosignature gathered so far."""
+        return self.checkpoint + "".join(f"{line}\n" for line in self.cosignatures)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,9 +219,9 @@ class Sequencer:
         gathers cosignatures. The caller has verified the line."""
         with self._lock:
             state = self.state
-            if state.tree_size != tree_size or line in state.checkpoint:
+            if state.tree_size != tree_size or line in state.cosignatures:
                 return False
-            self.state = dataclasses.replace(state, checkpoint=f"{state.checkpoint}{line}\n")
+            self.state = dataclasses.replace(state, cosignatures=(*state.cosignatures, line))
             return True
 
     def set_state(self, state: LogState) -> None:

@@ -240,6 +240,18 @@ class LevelDBStore:
     def put_idempotency(self, key: str, value: bytes) -> None:
         self._db.put(codec.idempotency_key(key), value, sync=True)
 
+    def idempotency_records(self) -> Iterator[tuple[str, bytes]]:
+        """Every stored idempotency record: (key, value), in key order."""
+        it = self._db.iterator(prefix=codec.IDEMPOTENCY)
+        with it:
+            for key, value in it:
+                yield key[len(codec.IDEMPOTENCY) :].decode(), value
+
+    def delete_idempotency(self, keys: Sequence[str]) -> None:
+        with self._db.write_batch(sync=True) as wb:
+            for key in keys:
+                wb.delete(codec.idempotency_key(key))
+
     # the one write path
 
     def apply_block(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ledger._config import NodeConfig
-from ledger._node import LedgerNode
+from ledger._node import IDEMPOTENCY_TTL, LedgerNode
 from ledger.service import LedgerService
 from provledger.errors import InvalidEventError
 from provledger.events import canonical_json
@@ -73,3 +73,36 @@ def test_a_refused_request_leaves_no_lock_and_no_answer(service: LedgerService) 
             pb.AppendBatchRequest(events=[event(1)], idempotency_key="k2"), principal
         )
     assert service._key_locks == {}
+
+
+def test_the_answer_is_replayed_byte_for_byte_from_a_compact_record(
+    service: LedgerService,
+) -> None:
+    principal = service.node.auth.authenticate(None)
+    service.node.append([event(100)], principal)  # committed before: a retry in the batch
+    events = [event(i) for i in range(100, 130)] + [b"{not json"]
+    request = pb.AppendBatchRequest(events=events, idempotency_key="k3")
+    first = service._append_idempotent(request, principal)
+    outcomes = [r.WhichOneof("outcome") for r in first.results]
+    assert outcomes == ["receipt"] * 30 + ["error"] and first.results[0].receipt.duplicate
+    record = service.node.store.idempotency(f"{principal.name}\x00k3")
+    assert record is not None and len(record) < 40 * len(events) + 400
+    service.node.append([event(i) for i in range(200, 240)], principal)  # the log grows
+    again = service._append_idempotent(request, principal)
+    assert again.SerializeToString() == first.SerializeToString()
+
+
+def test_records_expire(service: LedgerService) -> None:
+    node = service.node
+    principal = node.auth.authenticate(None)
+    request = pb.AppendBatchRequest(events=[event(300)], idempotency_key="k4")
+    service._append_idempotent(request, principal)
+    scoped = f"{principal.name}\x00k4"
+    record = node.idempotent_batch(scoped)
+    assert record is not None
+    old = dict(record, created=record["created"] - IDEMPOTENCY_TTL - 1)
+    node.remember_batch(scoped, old)
+    assert node.idempotent_batch(scoped) is None  # past its TTL: not replayed
+    assert node.forget_expired_batches(now=record["created"]) == 0  # kept twice as long
+    assert node.forget_expired_batches(now=record["created"] + IDEMPOTENCY_TTL) == 1
+    assert node.store.idempotency(scoped) is None
