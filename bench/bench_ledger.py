@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import (
     append_latencies,
+    cpu_seconds,
     header,
     median,
     percentile,
@@ -255,15 +256,22 @@ def main() -> None:
             (True, "RFC 8785 events, as the SDK sends"),
             (False, "unsorted JSON"),
         ):
+            cpu_before = cpu_seconds(node.pid)
             results = run_clients(
                 _batch_worker, [(address, w, phase // 2, 1000, canonical) for w in range(2)]
             )
+            per_event = (cpu_seconds(node.pid) - cpu_before) / sum(r[0] for r in results)
             rate = sum(r[0] for r in results) / max(r[1] for r in results)
             row(
                 f"AppendBatch (2 clients, 1,000 events/batch, ~500 B {label})",
                 f"{rate:,.0f} events/s",
                 f"{raw:,.0f} leaves/s raw store",
                 f"{rate / raw:.2f}",
+            )
+            row(
+                "  node CPU per event, all its threads (same phase)",
+                f"{per_event * 1e6:,.0f} µs",
+                f"{2 / per_event:,.0f} events/s if it had both cores to itself",
             )
         for chunk in (1, 100):
             results = run_clients(
