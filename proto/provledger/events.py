@@ -21,7 +21,13 @@ from typing import Any, Final, cast
 import msgspec
 import rfc8785
 
-from provledger.errors import FieldError, InvalidEventError, InvalidRequestError, TooLargeError
+from provledger.errors import (
+    FieldError,
+    InvalidEventError,
+    InvalidRequestError,
+    LedgerError,
+    TooLargeError,
+)
 
 __all__ = [
     "EVENT_TYPES",
@@ -1219,8 +1225,11 @@ def make_entry(
 def entry_from_json(
     raw: bytes, submitter: str, *, max_event_bytes: int = MAX_EVENT_BYTES
 ) -> LedgerEntry:
-    """`make_entry(decode_json(raw), submitter)`, in a third of the time when `raw` is
-    already the event's RFC 8785 form (as the SDK sends it); same result, same errors."""
+    """`make_entry(decode_json(raw), submitter)`: same entry, same refusals, faster.
+
+    Text already in the event's RFC 8785 form (as the SDK sends it) is recognised and
+    kept as it is, in about half the time; other text without \\u escapes is decoded by
+    msgspec with a duplicate-key count instead of the strict decoder's pair hook."""
     event = _canonical_event(raw)
     if (
         event is not None
@@ -1233,7 +1242,57 @@ def entry_from_json(
         leaf = _leaf(raw, submitter)
         if len(leaf) <= _MAX_LEAF_BYTES:
             return _new_entry(event, submitter, leaf, event.get("subject"))
+    elif event is None:
+        other = _decoded_without_duplicates(raw)
+        if other is not None:
+            try:
+                return make_entry(other, submitter, max_event_bytes=max_event_bytes)
+            except LedgerError:
+                pass  # refusals are worded by the strict path below, as ever
     return make_entry(decode_json(raw), submitter, max_event_bytes=max_event_bytes)
+
+
+_ANY_JSON: Final = msgspec.json.Decoder(float_hook=float)  # floats parsed as json parses them
+
+
+def _decoded_without_duplicates(raw: bytes) -> Any:
+    """The JSON object `raw` encodes, decoded by msgspec, when it provably has no
+    duplicate key; else None (the strict decoder then judges it).
+
+    Without any \\u escape, every ':' in the text separates a member or stands for itself
+    inside a string, so the text has as many members as its colons minus those the
+    decoded strings hold. A duplicate key leaves the decoded objects a member short.
+    What else I-JSON asks (integer range, nesting) `make_entry` checks on the value.
+    """
+    if b"\\u" in raw:
+        return None
+    try:
+        value = _ANY_JSON.decode(raw)
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        return None
+    if type(value) is not dict:
+        return None
+    members = colons = 0
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            members += len(item)
+            for key, child in item.items():
+                colons += key.count(":")
+                kind = type(child)
+                if kind is str:
+                    colons += child.count(":")
+                elif kind is dict or kind is list:
+                    stack.append(child)
+        else:  # a list
+            for child in item:
+                kind = type(child)
+                if kind is str:
+                    colons += child.count(":")
+                elif kind is dict or kind is list:
+                    stack.append(child)
+    return value if raw.count(b":") == members + colons else None
 
 
 _PLAIN_DECIMAL: Final = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")

@@ -234,3 +234,50 @@ def test_is_canonical_only_says_so_of_canonical_i_json(value: Any, spelling: str
         return  # no such text (a lone surrogate, a number JCS cannot write)
     if events.is_canonical(raw):
         assert canonical_json(decode_json(raw)) == raw
+
+
+# Objects written member by member, keys possibly repeated, with colons in keys and strings.
+colon_texts = st.text(st.sampled_from('ab:"\\\u00e9 '), max_size=5)
+member_lists = st.lists(
+    st.tuples(colon_texts, st.none() | st.integers(-5, 5) | colon_texts), max_size=5
+)
+
+
+def written(members: list[tuple[str, Any]], ascii_only: bool, spaced: bool) -> bytes:
+    sep = ": " if spaced else ":"
+    body = ", ".join(
+        json.dumps(k, ensure_ascii=ascii_only) + sep + json.dumps(v, ensure_ascii=ascii_only)
+        for k, v in members
+    )
+    return ("{" + body + "}").encode()
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(member_lists, min_size=1, max_size=3), st.booleans(), st.booleans())
+def test_the_duplicate_count_never_lets_a_duplicate_through(
+    objects: list[list[tuple[str, Any]]], ascii_only: bool, spaced: bool
+) -> None:
+    inner = [written(m, ascii_only, spaced) for m in objects]
+    raw = b'{"data":{"objects":[' + b",".join(inner) + b'],"n":"x:y"},"id":"i:1"}'
+    value = events._decoded_without_duplicates(raw)
+    if value is not None:
+        assert decode_json(raw) == value  # the strict decoder agrees: no duplicate key
+    has_duplicate = any(len({k for k, _ in m}) < len(m) for m in objects)
+    assert (value is None) or not has_duplicate
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"data": {"a": "x:y", "a": "z"}, "id": "1"}',
+        b'{"data": {"k:1": 1, "k:1": 2}}',
+        b'{"data": {"a": 1, "b": "::", "a": 1}}',
+        b'{"data": {"a": "\\u003a", "a": 1}}',
+        b'{"id": "a", "id": "a", "data": {}}',
+    ],
+)
+def test_duplicates_hidden_among_colons_are_refused_by_name(raw: bytes) -> None:
+    assert events._decoded_without_duplicates(raw) is None
+    with pytest.raises(InvalidEventError) as caught:
+        entry_from_json(raw, "alice")
+    assert "duplicate key" in str(caught.value)
