@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench._common import header, percentile, row  # noqa: E402
+from bench._common import cpu_seconds, header, percentile, row  # noqa: E402
 
 _EVENT: dict[str, Any] = {
     "specversion": "1.0",
@@ -343,8 +343,11 @@ def run(tmp: Path, seconds: float, rounds: int, ingest_only: bool = False) -> No
         )
 
         header("Batch ingest: POST /v1/events:batch, 1,000 events per request")
+        node_cpu, gateway_cpu = cpu_seconds(node.proc.pid), cpu_seconds(cached.proc.pid)
         batch = run_load(cached.url, "batch", "1000", 4, seconds)
         events_per_s = batch["items"] / batch["elapsed"]
+        node_us = (cpu_seconds(node.proc.pid) - node_cpu) / max(batch["items"], 1) * 1e6
+        gateway_us = (cpu_seconds(cached.proc.pid) - gateway_cpu) / max(batch["items"], 1) * 1e6
         row(
             "events/s (4 connections, RFC 8785 events as the SDK sends)",
             f"{events_per_s:,.0f}",
@@ -352,6 +355,11 @@ def run(tmp: Path, seconds: float, rounds: int, ingest_only: bool = False) -> No
             f"{events_per_s / 10_000:.2f}x target",
         )
         row("batch latency p50 / p99", f"{batch['p50'] * 1e3:.0f} / {batch['p99'] * 1e3:.0f} ms")
+        row(
+            "CPU per event: node / gateway (all threads)",
+            f"{node_us:,.0f} / {gateway_us:,.0f} µs",
+            "two cores shared with the load generator",
+        )
         row("statuses", json.dumps(batch["statuses"]))
         unsorted = run_load(cached.url, "batch", "1000:unsorted", 4, seconds)
         unsorted_rate = unsorted["items"] / unsorted["elapsed"]
