@@ -1315,9 +1315,12 @@ def _jcs_float(text: str) -> float:
 
 
 _DECODER: Final = msgspec.json.Decoder(float_hook=_jcs_float)
-# A run of 16 digits where a number can start: every integer beyond
-# ±(2^53-1) has one (no leading zeros in JSON). Digits inside strings only cost a slow parse.
-_LONG_NUMBER: Final = re.compile(rb"(?:^|[:,\[])-?[0-9]{16}")
+# Every integer beyond ±(2^53-1) has a run of 16 digits (JSON has no leading zeros).
+# Screened as `0` * 16 in the text with every digit mapped to `0` and all else to a
+# space: two C passes, where a regex costs ten times more. Runs inside strings only cost
+# a slow parse.
+_DIGITS_AS_ZEROS: Final = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_SIXTEEN_DIGITS: Final = b"0" * 16
 _encode_sorted: Final = msgspec.json.Encoder(order="sorted").encode
 
 
@@ -1347,7 +1350,7 @@ def _decoded_if_canonical(raw: bytes, max_depth: int = _MAX_DEPTH) -> Any:
     if (
         not raw.isascii()
         or raw.count(b"{") + raw.count(b"[") > max_depth
-        or _LONG_NUMBER.search(raw) is not None
+        or _SIXTEEN_DIGITS in raw.translate(_DIGITS_AS_ZEROS)
     ):
         return None
     try:
