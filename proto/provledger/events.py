@@ -1242,57 +1242,42 @@ def entry_from_json(
         leaf = _leaf(raw, submitter)
         if len(leaf) <= _MAX_LEAF_BYTES:
             return _new_entry(event, submitter, leaf, event.get("subject"))
-    elif event is None:
-        other = _decoded_without_duplicates(raw)
-        if other is not None:
-            try:
-                return make_entry(other, submitter, max_event_bytes=max_event_bytes)
-            except LedgerError:
-                pass  # refusals are worded by the strict path below, as ever
+    elif event is None and b"\\u" not in raw:
+        entry = _entry_without_duplicates(raw, submitter, max_event_bytes)
+        if entry is not None:
+            return entry
     return make_entry(decode_json(raw), submitter, max_event_bytes=max_event_bytes)
 
 
 _ANY_JSON: Final = msgspec.json.Decoder(float_hook=float)  # floats parsed as json parses them
 
 
-def _decoded_without_duplicates(raw: bytes) -> Any:
-    """The JSON object `raw` encodes, decoded by msgspec, when it provably has no
-    duplicate key; else None (the strict decoder then judges it).
+def _entry_without_duplicates(
+    raw: bytes, submitter: str, max_event_bytes: int
+) -> LedgerEntry | None:
+    """The entry of `raw` (text without \\u escapes) decoded by msgspec, if it provably
+    has no duplicate key; None for the strict path to judge and word.
 
-    Without any \\u escape, every ':' in the text separates a member or stands for itself
-    inside a string, so the text has as many members as its colons minus those the
-    decoded strings hold. A duplicate key leaves the decoded objects a member short.
-    What else I-JSON asks (integer range, nesting) `make_entry` checks on the value.
+    Without \\u escapes every ':' of the text separates a member or stands for itself
+    in a string, and so it does in the RFC 8785 form of the decoded value, which writes
+    ':' as it is. A duplicate key drops a member, and with it a colon, from that form:
+    equal colon counts mean none was dropped.
     """
-    if b"\\u" in raw:
-        return None
     try:
         value = _ANY_JSON.decode(raw)
     except (msgspec.DecodeError, ValueError, RecursionError):
         return None
     if type(value) is not dict:
         return None
-    members = colons = 0
-    stack: list[Any] = [value]
-    while stack:
-        item = stack.pop()
-        if type(item) is dict:
-            members += len(item)
-            for key, child in item.items():
-                colons += key.count(":")
-                kind = type(child)
-                if kind is str:
-                    colons += child.count(":")
-                elif kind is dict or kind is list:
-                    stack.append(child)
-        else:  # a list
-            for child in item:
-                kind = type(child)
-                if kind is str:
-                    colons += child.count(":")
-                elif kind is dict or kind is list:
-                    stack.append(child)
-    return value if raw.count(b":") == members + colons else None
+    try:
+        entry = make_entry(value, submitter, max_event_bytes=max_event_bytes)
+    except LedgerError:
+        return None  # refusals are worded by the strict path, as ever
+    leaf = entry.leaf
+    end = len(leaf) - len(_LEAF_MIDDLE) - len(_quoted(submitter)) - 1  # the event's bytes
+    if leaf.count(b":", len(_LEAF_START), end) != raw.count(b":"):
+        return None
+    return entry
 
 
 _PLAIN_DECIMAL: Final = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")

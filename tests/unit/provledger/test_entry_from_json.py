@@ -252,32 +252,46 @@ def written(members: list[tuple[str, Any]], ascii_only: bool, spaced: bool) -> b
     return ("{" + body + "}").encode()
 
 
+TRAINING_TEXT = json.dumps(VALID_EVENTS["training"], separators=(",", ":")).encode()
+assert TRAINING_TEXT.endswith(b"}}") and b"\\u" not in TRAINING_TEXT
+
+
+def with_extra(objects: list[bytes], spaced: bool) -> bytes:
+    """The training event, unsorted, with `objects` written into data.extra as given."""
+    extra = b',"extra":[' + b",".join(objects) + b"]}}"
+    text = TRAINING_TEXT[:-2] + extra
+    return text.replace(b'":', b'": ') if spaced else text
+
+
 @settings(max_examples=1500, deadline=None)
 @given(st.lists(member_lists, min_size=1, max_size=3), st.booleans(), st.booleans())
-def test_the_duplicate_count_never_lets_a_duplicate_through(
+def test_the_colon_count_never_lets_a_duplicate_through(
     objects: list[list[tuple[str, Any]]], ascii_only: bool, spaced: bool
 ) -> None:
-    inner = [written(m, ascii_only, spaced) for m in objects]
-    raw = b'{"data":{"objects":[' + b",".join(inner) + b'],"n":"x:y"},"id":"i:1"}'
-    value = events._decoded_without_duplicates(raw)
-    if value is not None:
-        assert decode_json(raw) == value  # the strict decoder agrees: no duplicate key
+    raw = with_extra([written(m, ascii_only, False) for m in objects], spaced)
+    result = both(raw)  # the same entry or refusal as the strict decoder gives
     has_duplicate = any(len({k for k, _ in m}) < len(m) for m in objects)
-    assert (value is None) or not has_duplicate
+    assert (result[0] == "entry") == (not has_duplicate) or b"\\u" in raw
 
 
 @pytest.mark.parametrize(
-    "raw",
+    "objects",
     [
-        b'{"data": {"a": "x:y", "a": "z"}, "id": "1"}',
-        b'{"data": {"k:1": 1, "k:1": 2}}',
-        b'{"data": {"a": 1, "b": "::", "a": 1}}',
-        b'{"data": {"a": "\\u003a", "a": 1}}',
-        b'{"id": "a", "id": "a", "data": {}}',
+        [b'{"a": "x:y", "a": "z"}'],
+        [b'{"k:1": 1, "k:1": 2}'],
+        [b'{"a": 1, "b": "::", "a": 1}'],
+        [b'{"a": "x"}', b'{"b": {"c": ":", "c": ":"}}'],
     ],
 )
-def test_duplicates_hidden_among_colons_are_refused_by_name(raw: bytes) -> None:
-    assert events._decoded_without_duplicates(raw) is None
+def test_duplicates_hidden_among_colons_are_refused_by_name(objects: list[bytes]) -> None:
+    raw = with_extra(objects, spaced=False)
+    assert events._entry_without_duplicates(raw, "alice", events.MAX_EVENT_BYTES) is None
     with pytest.raises(InvalidEventError) as caught:
         entry_from_json(raw, "alice")
     assert "duplicate key" in str(caught.value)
+
+
+def test_other_json_without_duplicates_takes_the_msgspec_path() -> None:
+    raw = with_extra([b'{"a": "x:y", "b": [1, {"c": ":"}]}'], spaced=True)
+    entry = events._entry_without_duplicates(raw, "alice", events.MAX_EVENT_BYTES)
+    assert entry is not None and entry.leaf == make_entry(decode_json(raw), "alice").leaf
