@@ -295,3 +295,30 @@ def test_other_json_without_duplicates_takes_the_msgspec_path() -> None:
     raw = with_extra([b'{"a": "x:y", "b": [1, {"c": ":"}]}'], spaced=True)
     entry = events._entry_without_duplicates(raw, "alice", events.MAX_EVENT_BYTES)
     assert entry is not None and entry.leaf == make_entry(decode_json(raw), "alice").leaf
+
+
+@pytest.mark.parametrize(
+    "fragment",
+    [
+        b"01",
+        b'"x\x01y"',
+        b"1.",
+        b".5",
+        b"+1",
+        b"[1,]",
+        b'{"a":1,}',
+        b"NaN",
+        b"Infinity",
+        b"1e400",
+        b"-0",
+        b"9007199254740993",
+        b"1E+2",
+        b"tru",
+        b"'x'",
+        b'"\xed\xa0\x80"',
+        b'"\xc0\xaf"',
+    ],
+)
+def test_text_json_refuses_is_refused_the_same_way_inside_an_event(fragment: bytes) -> None:
+    raw = TRAINING_TEXT[:-2] + b',"extra":' + fragment + b"}}"
+    both(raw)  # msgspec accepts nothing here that the strict decoder would not
