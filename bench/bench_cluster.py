@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import (
     append_latencies,
+    cpu_seconds,
     header,
     median,
     percentile,
@@ -343,12 +344,23 @@ def main() -> None:
             leader = cluster.leader()
             address = cluster.address(leader)
             header("Cluster: 3 nodes + 3 etcd members, mutual TLS, clients in other processes")
+            before = {name: cpu_seconds(p.pid) for name, p in cluster.procs.items()}
             cluster_rate = throughput(address, cluster.tls, 2, events, 1000)
+            spent = {name: cpu_seconds(p.pid) - before[name] for name, p in cluster.procs.items()}
             row(
                 "AppendBatch to the leader, 2 client processes, 1,000 events/batch",
                 f"{cluster_rate:,.0f} events/s",
                 f"{single_rate:,.0f} events/s single node",
                 f"{cluster_rate / single_rate:.2f}",
+            )
+            followers = [n for n in spent if n.startswith("node-") and n != leader]
+            etcds = [n for n in spent if n.startswith("etcd-")]
+            row(
+                "  CPU per event: leader / each follower / each etcd member (same phase)",
+                f"{spent[leader] / events * 1e6:,.0f} / "
+                f"{sum(spent[n] for n in followers) / len(followers) / events * 1e6:,.0f} / "
+                f"{sum(spent[n] for n in etcds) / len(etcds) / events * 1e6:,.0f} µs",
+                f"{sum(spent.values()) / events * 1e6:,.0f} µs in all on two cores",
             )
             row(
                 "the same without TLS (a separate cluster)",
