@@ -550,7 +550,7 @@ def _install_write_routes(app: FastAPI, gw: _Gateway) -> None:
             )
         body = await _read_body(request, gw.config.max_batch_bytes)
         events = split_batch(body)
-        digest = request_digest(body) if key is not None else b""
+        digest = request_digest(body, events) if key is not None else b""
         started = time.perf_counter()
         response: pb.AppendBatchResponse = await gw.pool.write(
             "AppendBatch",

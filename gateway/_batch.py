@@ -178,13 +178,15 @@ def _scan_events(text: str, i: int) -> tuple[list[bytes] | None, int]:
         raise _malformed(text, i, "expecting ',' delimiter")
 
 
-def request_digest(body: bytes) -> bytes:
+def request_digest(body: bytes, items: list[bytes] | None = None) -> bytes:
     """SHA-256 of the body's RFC 8785 bytes, so that equal bodies in any spelling match.
 
     A body that is not I-JSON has no RFC 8785 form; its own bytes stand in (prefixed, so
     they can never equal a canonical digest). A body that is `{"events":[...]}` of
-    canonical events (as the SDK sends) is its own RFC 8785 form: no re-encoding."""
-    items = _split_quickly(body)
+    canonical events (as the SDK sends) is its own RFC 8785 form: no re-encoding.
+    `items`: the body's events as `split_batch` found them, when the caller has them."""
+    if items is None:
+        items = _split_quickly(body)
     if (
         items is not None
         and body == b'{"events":[' + b",".join(items) + b"]}"

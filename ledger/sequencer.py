@@ -213,16 +213,14 @@ class Sequencer:
         """The storage failure that stopped sequencing for good, if any."""
         return self._failed
 
-    def add_checkpoint_signature(self, tree_size: int, line: str) -> bool:
+    def add_checkpoint_signature(self, tree_size: int, line: str) -> None:
         """Appends a signature line (a follower's C2SP cosignature) to the current
         checkpoint note if the log is still at `tree_size`; only the latest checkpoint
         gathers cosignatures. The caller has verified the line."""
         with self._lock:
             state = self.state
-            if state.tree_size != tree_size or line in state.cosignatures:
-                return False
-            self.state = dataclasses.replace(state, cosignatures=(*state.cosignatures, line))
-            return True
+            if state.tree_size == tree_size and line not in state.cosignatures:
+                self.state = dataclasses.replace(state, cosignatures=(*state.cosignatures, line))
 
     def set_state(self, state: LogState) -> None:
         """Adopts a state committed elsewhere (a follower applying a leader's block)."""

@@ -7,7 +7,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from typing import Any, NoReturn, TypeVar
 
@@ -72,15 +72,23 @@ def abort(context: grpc.ServicerContext, error: LedgerError) -> NoReturn:
 
 
 def receipt_pb(r: Receipt) -> pb.Receipt:
-    return pb.Receipt(
-        index=r.index,
-        leaf_hash=r.leaf_hash,
-        block_height=r.block_height,
-        tree_size=r.tree_size,
-        inclusion=r.inclusion,
-        checkpoint=r.checkpoint,
-        duplicate=r.duplicate,
-    )
+    out = pb.Receipt()
+    _fill_receipt(out, r)
+    return out
+
+
+def _fill_receipt(out: pb.Receipt, r: Receipt) -> None:
+    # Filling a message in place is three times faster than building one and copying
+    # it into a batch answer (bench_ledger.py).
+    out.SetInParent()  # present even if every field were at its default
+    out.index = r.index
+    out.leaf_hash = r.leaf_hash
+    out.block_height = r.block_height
+    out.tree_size = r.tree_size
+    out.inclusion.extend(r.inclusion)
+    out.checkpoint = r.checkpoint
+    if r.duplicate:
+        out.duplicate = True
 
 
 def entry_pb(e: EntryView) -> pb.Entry:
@@ -242,18 +250,14 @@ class LedgerService(pb_grpc.LedgerServicer):
         outcomes: list[Any] = record["results"]
         committed = [tuple(o) for o in outcomes if isinstance(o, list)]
         receipts = iter(self.node.receipts_at([(i, n, bool(d)) for i, n, d in committed]))
-        replayed: list[Receipt | LedgerError] = []
-        problems: dict[int, bytes] = {}
-        for position, outcome in enumerate(outcomes):
-            if isinstance(outcome, list):
-                replayed.append(next(receipts))
-            else:
-                problems[position] = base64.b64decode(outcome["problem"])
-                replayed.append(_REPLAYED)
-        response = _batch_response(replayed)
-        for position, problem in problems.items():
-            response.results[position].error.ParseFromString(problem)
-        return response
+        return _batch_response(
+            [
+                next(receipts)
+                if isinstance(outcome, list)
+                else pb.Problem.FromString(base64.b64decode(outcome["problem"]))
+                for outcome in outcomes
+            ]
+        )
 
     def _acquire_key(self, scoped: str) -> threading.Lock:
         with self._key_locks_guard:
@@ -487,30 +491,18 @@ class ReplicationService(rpb_grpc.ReplicationServicer):
         return response
 
 
-def _batch_response(results: list[Receipt | LedgerError]) -> pb.AppendBatchResponse:
-    # Filling messages in place through add() is three times faster than building a
-    # Receipt and an AppendResult per event and copying them in (bench_ledger.py).
+def _batch_response(
+    results: Sequence[Receipt | LedgerError | pb.Problem],
+) -> pb.AppendBatchResponse:
+    """One result per event: its receipt, or its refusal (an error, or a stored Problem)."""
     out = pb.AppendBatchResponse()
     add = out.results.add
     for r in results:
-        if isinstance(r, LedgerError):
-            add().error.CopyFrom(problem_of(r))
-            continue
-        receipt = add().receipt
-        receipt.SetInParent()  # present even if every field were at its default
-        receipt.index = r.index
-        receipt.leaf_hash = r.leaf_hash
-        receipt.block_height = r.block_height
-        receipt.tree_size = r.tree_size
-        receipt.inclusion.extend(r.inclusion)
-        receipt.checkpoint = r.checkpoint
-        if r.duplicate:
-            receipt.duplicate = True
+        if isinstance(r, Receipt):
+            _fill_receipt(add().receipt, r)
+        else:
+            add().error.CopyFrom(problem_of(r) if isinstance(r, LedgerError) else r)
     return out
-
-
-# A stand-in refusal for a replayed one; its stored Problem replaces it in the answer.
-_REPLAYED = LedgerError("replayed")
 
 
 def _batch_record(digest: bytes, results: list[Receipt | LedgerError]) -> dict[str, Any]:
