@@ -59,6 +59,26 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process it started, and they started (a node's admission
+    workers and their forkserver, say), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -67,11 +87,31 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def started_pss_mb(pid: int) -> float:
+    """Proportional memory of the processes `pid` started (not its own): pages they
+    share, with each other or with `pid`, are counted in parts, not once each."""
+    total = 0
+    for member in process_tree(pid)[1:]:
+        try:
+            with open(f"/proc/{member}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        except (FileNotFoundError, ProcessLookupError, PermissionError, StopIteration):
+            continue
+    return total / 1024
+
+
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far (all its threads)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time so far of a process (all its threads) and of every
+    process it started (which must still be running to be counted)."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def row(name: str, value: str, limit: str = "", ratio: str = "") -> None:

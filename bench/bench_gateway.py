@@ -356,7 +356,7 @@ def run(tmp: Path, seconds: float, rounds: int, ingest_only: bool = False) -> No
         )
         row("batch latency p50 / p99", f"{batch['p50'] * 1e3:.0f} / {batch['p99'] * 1e3:.0f} ms")
         row(
-            "CPU per event: node / gateway (all threads)",
+            "CPU per event: node (with its admission workers) / gateway, all threads",
             f"{node_us:,.0f} / {gateway_us:,.0f} µs",
             "two cores shared with the load generator",
         )

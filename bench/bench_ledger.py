@@ -33,6 +33,7 @@ from bench._common import (
     row,
     rss_mb,
     run_clients,
+    started_pss_mb,
     training_event,
 )
 
@@ -269,7 +270,7 @@ def main() -> None:
                 f"{rate / raw:.2f}",
             )
             row(
-                "  node CPU per event, all its threads (same phase)",
+                "  node CPU per event, all its threads and admission workers (same phase)",
                 f"{per_event * 1e6:,.0f} µs",
                 f"{2 / per_event:,.0f} events/s if it had both cores to itself",
             )
@@ -311,11 +312,13 @@ def main() -> None:
             print(f"(filled to {target:,} entries in {time.perf_counter() - t0:.0f} s)", flush=True)
         size = stub.GetCheckpoint(pb.GetCheckpointRequest()).tree_size
         header(f"At {size:,} entries")
+        node_mb, workers_mb = rss_mb(node.pid), started_pss_mb(node.pid)
+        row("node RSS", f"{node_mb:,.0f} MB", "300 MB target", f"{node_mb / 300:.2f}")
         row(
-            "node RSS",
-            f"{rss_mb(node.pid):,.0f} MB",
+            "node RSS + admission workers' PSS (forkserver and workers)",
+            f"{node_mb + workers_mb:,.0f} MB ({workers_mb:,.0f} MB in workers)",
             "300 MB target",
-            f"{rss_mb(node.pid) / 300:.2f}",
+            f"{(node_mb + workers_mb) / 300:.2f}",
         )
         inc, con = proof_latencies(address, size, 2000)
         row(

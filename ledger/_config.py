@@ -45,6 +45,8 @@ class NodeConfig:
     tls: TLSConfig | None = None
     coordinator: dict[str, Any] = field(default_factory=lambda: {"kind": "local"})
     workers: int = 128  # each unary Append holds a worker until its block commits
+    # Processes that check large batches beside the node's own; None: one per spare core.
+    admission_workers: int | None = None
     # Key files kept outside data_dir (a cluster: the shared log key, this node's key), so
     # that a node whose database is lost rebuilds under the same keys. None: data_dir/keys.
     log_key_file: Path | None = None
@@ -57,6 +59,9 @@ class NodeConfig:
             raise ValueError("max_block_entries: must be between 1 and 100000")
         if not 1 <= self.max_event_bytes <= MAX_EVENT_BYTES:
             raise ValueError(f"max_event_bytes: must be between 1 and {MAX_EVENT_BYTES}")
+        workers = self.admission_workers
+        if workers is not None and (type(workers) is not int or not 0 <= workers <= 64):
+            raise ValueError("admission_workers: must be between 0 and 64")
         if self.max_block_delay_ms < 0:
             raise ValueError("max_block_delay_ms: must not be negative")
         kind = self.coordinator.get("kind", "local")

@@ -8,15 +8,26 @@ import os
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ledger._admission import AdmissionPool, AdmittedEvent, default_workers
 from ledger._auth import Authenticator, Principal
 from ledger._config import NodeConfig
 from ledger._keys import load_or_create_signer, load_signer
 from ledger.coordinator import Coordinator, LocalCoordinator
-from ledger.sequencer import LogState, Receipt, SealedBlock, Sequencer, SequencerLimits
+from ledger.sequencer import (
+    Admitted,
+    LogState,
+    Receipt,
+    SealedBlock,
+    Sequencer,
+    SequencerLimits,
+    Ticket,
+)
 from ledger.storage import BlockRecord, LevelDBStore
 from provledger import merkle
 from provledger.errors import (
@@ -76,6 +87,10 @@ class LedgerNode:
             else load_or_create_signer(keys / "node.key", config.node_id)
         )
         self.auth = Authenticator(config.principals, config.public_reads)
+        self.admission = AdmissionPool(
+            default_workers() if config.admission_workers is None else config.admission_workers,
+            config.max_event_bytes,
+        )
         self.cluster: ClusterRole | None = None
         self._closing = threading.Event()
         self._sweeper = threading.Thread(
@@ -167,6 +182,7 @@ class LedgerNode:
         if self.cluster is not None:
             self.cluster.stop()
         self.sequencer.stop()
+        self.admission.close()
         self.coordinator.close()
         self.store.close()
 
@@ -184,27 +200,59 @@ class LedgerNode:
         return entry
 
     def append(self, raws: Iterable[bytes], principal: Principal) -> list[Receipt | LedgerError]:
-        """Validates each event, queues the valid ones, and waits for their blocks.
+        """Checks each event, queues the valid ones, and waits for their blocks.
 
-        Valid entries are handed to the sequencer in chunks as they arrive, so a long
-        client stream is being sealed while the rest of it is still coming in.
+        Events are taken in chunks as they arrive: each chunk is checked (by an admission
+        worker when it is large enough) and handed to the sequencer in input order, so a
+        long client stream is being sealed while the rest of it is still coming in.
         """
         refused: dict[int, LedgerError] = {}
-        tickets = []
-        chunk: list[LedgerEntry] = []
+        tickets: list[Ticket] = []
+        checking: deque[tuple[int, list[bytes], Future[list[AdmittedEvent | None]] | None]]
+        checking = deque()
+
+        def settle(wait: bool) -> None:
+            """Queues the checked chunks, in order; all of them when `wait`."""
+            while checking and (wait or checking[0][2] is None or checking[0][2].done()):
+                start, chunk, future = checking.popleft()
+                entries: list[Admitted] = []
+                accepted = self.admission.results(future, len(chunk))
+                for offset, raw in enumerate(chunk):
+                    try:
+                        entries.append(self._admitted(accepted[offset], raw, principal))
+                    except LedgerError as exc:
+                        refused[start + offset] = exc
+                if entries:
+                    tickets.append(self.sequencer.submit(entries))
+
+        chunk: list[bytes] = []
         count = 0
         for count, raw in enumerate(raws, start=1):
-            try:
-                chunk.append(self.validate(raw, principal))
-            except LedgerError as exc:
-                refused[count - 1] = exc
+            chunk.append(raw)
             if len(chunk) >= APPEND_CHUNK:
-                tickets.append(self.sequencer.submit(chunk))
+                checking.append(
+                    (count - len(chunk), chunk, self.admission.submit(chunk, principal.name))
+                )
                 chunk = []
+                settle(wait=False)
         if chunk:
-            tickets.append(self.sequencer.submit(chunk))
+            checking.append(
+                (count - len(chunk), chunk, self.admission.submit(chunk, principal.name))
+            )
+        settle(wait=True)
         admitted = iter([outcome for ticket in tickets for outcome in ticket.wait()])
         return [refused[i] if i in refused else next(admitted) for i in range(count)]
+
+    def _admitted(
+        self, accepted: AdmittedEvent | None, raw: bytes, principal: Principal
+    ) -> Admitted:
+        """A worker's acceptance, checked against the principal; else the node's own
+        judgement of `raw`, which words any refusal."""
+        if accepted is None:
+            return self.validate(raw, principal)
+        self.auth.require_writer(principal)
+        principal.may_write(accepted.type)
+        return accepted
 
     # reads
 

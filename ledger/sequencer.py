@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from ledger._identity_filter import IdentityFilter
 from ledger.coordinator import CommitRecord, Coordinator
@@ -25,12 +26,27 @@ from ledger.storage import BlockRecord, Head, LevelDBStore, NewLeaf, event_diges
 from provledger import merkle
 from provledger.blocks import GENESIS_PREV_HASH, BlockHeader, sign_header, timestamp_ms
 from provledger.errors import ConflictError, LedgerError, StorageError, UnavailableError
-from provledger.events import LedgerEntry
 from provledger.note import Checkpoint, Signer, sign_checkpoint
 
-__all__ = ["LogState", "Receipt", "Sequencer", "SequencerLimits", "Ticket"]
+__all__ = ["Admitted", "LogState", "Receipt", "Sequencer", "SequencerLimits", "Ticket"]
 
 log = logging.getLogger(__name__)
+
+
+class Admitted(Protocol):
+    """An accepted event as the sequencer needs it: a `provledger.events.LedgerEntry`, or
+    an `AdmittedEvent` from an admission worker."""
+
+    @property
+    def leaf(self) -> bytes: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def subject(self) -> str | None: ...
 
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs 5x, for 1,000 per block
@@ -112,7 +128,7 @@ class Ticket:
 
 @dataclass(slots=True)
 class _Pending:
-    entry: LedgerEntry
+    entry: Admitted
     leaf_hash: bytes
     identity: bytes
     waiters: list[tuple[Ticket, int]]
@@ -229,7 +245,7 @@ class Sequencer:
 
     # admission
 
-    def submit(self, entries: list[LedgerEntry]) -> Ticket:
+    def submit(self, entries: Sequence[Admitted]) -> Ticket:
         """Queues entries under one lock acquisition; an identical retry of a pending or
         committed entry gets that entry's receipt, anything else under its
         `(source, id)` a conflict."""
@@ -240,7 +256,7 @@ class Sequencer:
         generation = self._generation
         identities = [event_digest(e.source, e.id) for e in entries]
         indexes = [self._committed_index(i) for i in identities]
-        committed: list[tuple[int, LedgerEntry, int]] = []
+        committed: list[tuple[int, Admitted, int]] = []
         with self._lock:
             refusal = self._failed
             if refusal is None and not self._running:
@@ -476,7 +492,7 @@ class Sequencer:
             p.resolve(error)
 
 
-def _conflict(entry: LedgerEntry) -> ConflictError:
+def _conflict(entry: Admitted) -> ConflictError:
     return ConflictError(
         f"(source, id) = ({entry.source!r}, {entry.id!r}) is already taken by a different event "
         "or another submitter"

@@ -103,3 +103,13 @@ def test_missing_or_bad_key_files_are_named(tmp_path: Path) -> None:
     bad.write_text(base64.b64encode(b"short").decode())
     with pytest.raises(ValueError, match="expected 32"):
         load_signer(bad, "n")
+
+
+@pytest.mark.parametrize("value", ["-1", "65", '"two"', "1.5"])
+def test_admission_workers_out_of_range_are_named(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(f'node_id = "n1"\nadmission_workers = {value}\n')
+    with pytest.raises(ValueError, match="admission_workers: must be between 0 and 64"):
+        load_config(path, {})
+    path.write_text('node_id = "n1"\nadmission_workers = 0\n')
+    assert load_config(path, {}).admission_workers == 0
