@@ -68,6 +68,8 @@ class IdentityFilter:
         self._lock = threading.Lock()
         self._ready: _Bits | None = None
         self._building: _Bits | None = None
+        self._closed = threading.Event()
+        self._fillers: list[threading.Thread] = []
         self._rebuild(max(2 * count, min_capacity))
 
     def _rebuild(self, capacity: int) -> None:
@@ -77,7 +79,15 @@ class IdentityFilter:
         thread = threading.Thread(
             target=self._fill, args=(building,), name="identity-filter", daemon=True
         )
+        self._fillers = [t for t in self._fillers if t.is_alive()] + [thread]
         thread.start()
+
+    def close(self) -> None:
+        """Stops any build under way and waits for it: the store may be closed next, and
+        an iterator over a closed LevelDB crashes the process."""
+        self._closed.set()
+        for thread in self._fillers:
+            thread.join()
 
     def _fill(self, building: _Bits) -> None:
         chunk: list[bytes] = []
@@ -85,6 +95,8 @@ class IdentityFilter:
             for digest in self._scan():
                 chunk.append(digest)
                 if len(chunk) >= 4096:
+                    if self._closed.is_set():
+                        return
                     with self._lock:
                         building.add(chunk)
                     chunk.clear()

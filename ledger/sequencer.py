@@ -218,6 +218,8 @@ class Sequencer:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        if self._filter is not None:
+            self._filter.close()  # a closed filter still answers, from what it has
         self._fail_all(UnavailableError(reason, retry_after=1))
 
     @property

@@ -71,3 +71,26 @@ def test_identities_added_during_and_after_the_build_are_kept_and_it_grows() -> 
     grown = f._ready
     assert grown is not None and grown.m > first.m
     assert f.might_contain(digest(100)) and all(f.might_contain(d) for d in added)
+
+
+def test_close_stops_a_build_under_way_before_returning() -> None:
+    """The store is closed right after: a scan still iterating it would crash the node
+    (it did, on shutdown during the build at 1 M entries)."""
+    scanning = threading.Event()
+    finished = threading.Event()
+
+    def endless_scan():  # type: ignore[no-untyped-def]
+        try:
+            i = 0
+            while True:
+                scanning.set()
+                yield digest(i)
+                i += 1
+        finally:
+            finished.set()
+
+    f = IdentityFilter(endless_scan, 10_000_000)
+    assert scanning.wait(10)
+    f.close()
+    assert finished.is_set(), "the scan was still open when close() returned"
+    assert f.might_contain(digest(1, "new"))  # not built: every lookup goes to the store
