@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ledger._admission import AdmissionPool, AdmittedEvent, default_workers
+from ledger._admission import AdmissionPool, Wire, default_workers
 from ledger._auth import Authenticator, Principal
 from ledger._config import NodeConfig
 from ledger._keys import load_or_create_signer, load_signer
@@ -27,6 +27,7 @@ from ledger.sequencer import (
     Sequencer,
     SequencerLimits,
     Ticket,
+    admitted,
 )
 from ledger.storage import BlockRecord, LevelDBStore
 from provledger import merkle
@@ -208,7 +209,7 @@ class LedgerNode:
         """
         refused: dict[int, LedgerError] = {}
         tickets: list[Ticket] = []
-        checking: deque[tuple[int, list[bytes], Future[list[AdmittedEvent | None]] | None]]
+        checking: deque[tuple[int, list[bytes], Future[list[Wire | None]] | None]]
         checking = deque()
 
         def settle(wait: bool) -> None:
@@ -243,13 +244,11 @@ class LedgerNode:
         admitted = iter([outcome for ticket in tickets for outcome in ticket.wait()])
         return [refused[i] if i in refused else next(admitted) for i in range(count)]
 
-    def _admitted(
-        self, accepted: AdmittedEvent | None, raw: bytes, principal: Principal
-    ) -> Admitted:
+    def _admitted(self, accepted: Admitted | None, raw: bytes, principal: Principal) -> Admitted:
         """A worker's acceptance, checked against the principal; else the node's own
         judgement of `raw`, which words any refusal."""
         if accepted is None:
-            return self.validate(raw, principal)
+            return admitted(self.validate(raw, principal))
         self.auth.require_writer(principal)
         principal.may_write(accepted.type)
         return accepted

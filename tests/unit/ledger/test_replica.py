@@ -17,7 +17,7 @@ from ledger._replica import (
     verify_block,
 )
 from ledger.coordinator import LocalCoordinator
-from ledger.sequencer import LogState, Sequencer, SequencerLimits, load_state
+from ledger.sequencer import LogState, Sequencer, SequencerLimits, admitted, load_state
 from ledger.storage import LevelDBStore
 from provledger import merkle
 from provledger.blocks import BlockHeader, sign_header
@@ -66,7 +66,7 @@ def chain(
     try:
         for b in range(3):
             before = sequencer.state
-            entries = [make_entry(_event(b, i), "local") for i in range(3)]
+            entries = [admitted(make_entry(_event(b, i), "local")) for i in range(3)]
             results = sequencer.submit(entries).wait(30)
             height = results[0].block_height  # type: ignore[union-attr]
             record = store.block(height)
