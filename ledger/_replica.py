@@ -158,13 +158,11 @@ def verify_block(block: pb.Block, state: LogState, log_verifier: Verifier) -> Ve
             f"block {h}: the leader signature does not verify under the log key: {exc.detail}"
         ) from None
     leaves = tuple(_entry_fields(bytes(leaf), i) for i, leaf in enumerate(block.leaves))
-    entries = merkle.CompactRange()
     tree = merkle.CompactRange.from_frontier(state.tree_size, state.frontier)
     nodes: list[tuple[int, int, bytes]] = []
     for new in leaves:
-        entries.append(new.leaf_hash)
         nodes.extend(tree.append(new.leaf_hash))
-    if entries.root() != header.entries_root:
+    if merkle.root([new.leaf_hash for new in leaves]) != header.entries_root:
         raise BlockRefusedError(f"block {h}: entries_root does not recompute from the leaves")
     if tree.size != header.tree_size:
         raise BlockRefusedError(f"block {h}: tree_size {header.tree_size}, recomputed {tree.size}")

@@ -54,13 +54,21 @@ def _split(n: int) -> int:
 
 
 def root(leaf_hashes: Sequence[bytes]) -> bytes:
-    """MTH over already-hashed leaves, bottom-up in O(n)."""
+    """MTH over already-hashed leaves, bottom-up in O(n): pairs each level left to right
+    and carries an odd last node up as it is, which builds exactly RFC 9162's tree (its
+    left subtrees are the perfect ones)."""
     if not leaf_hashes:
         return EMPTY_ROOT
-    compact = CompactRange()
-    for h in leaf_hashes:
-        compact.append(h)
-    return compact.root()
+    level = list(leaf_hashes)
+    while len(level) > 1:
+        paired = [
+            _sha256(b"\x01" + level[i] + level[i + 1]).digest()
+            for i in range(0, len(level) - 1, 2)
+        ]
+        if len(level) & 1:
+            paired.append(level[-1])
+        level = paired
+    return level[0]
 
 
 def frontier_positions(size: int) -> list[tuple[int, int]]:
