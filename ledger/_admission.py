@@ -26,13 +26,13 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import cast
+from typing import NamedTuple, cast
 
 from ledger.sequencer import Admitted, admitted
 from provledger.errors import LedgerError
 from provledger.events import entry_from_json
 
-__all__ = ["MIN_POOLED", "AdmissionPool", "Wire", "default_workers"]
+__all__ = ["MIN_POOLED", "AdmissionPool", "Checking", "default_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,13 @@ def _admit(raws: Sequence[bytes], submitter: str, max_event_bytes: int) -> list[
     return accepted
 
 
+class Checking(NamedTuple):
+    """A chunk under way in a worker of `executor`."""
+
+    future: Future[list[Wire | None]]
+    executor: ProcessPoolExecutor
+
+
 class AdmissionPool:
     """Checks chunks of events in `workers` processes; with 0 workers, in none."""
 
@@ -103,30 +110,30 @@ class AdmissionPool:
         self._lock = threading.Lock()
         self._closed = False
 
-    def submit(self, raws: Sequence[bytes], submitter: str) -> Future[list[Wire | None]] | None:
+    def submit(self, raws: Sequence[bytes], submitter: str) -> Checking | None:
         """The chunk's check under way in a worker; None when the node should check it."""
         if len(raws) < MIN_POOLED or self._workers == 0:
             return None
+        executor = self._pool()
+        if executor is None:
+            return None
         try:
-            executor = self._pool()
-            if executor is None:
-                return None
-            return executor.submit(_admit, raws, submitter, self._max_event_bytes)
+            return Checking(
+                executor.submit(_admit, raws, submitter, self._max_event_bytes), executor
+            )
         except Exception as exc:  # a broken pool: the node checks this chunk
-            self._discard(exc)
+            self._discard(executor, exc)
             return None
 
-    def results(
-        self, future: Future[list[Wire | None]] | None, count: int
-    ) -> Sequence[Admitted | None]:
+    def results(self, checking: Checking | None, count: int) -> Sequence[Admitted | None]:
         """Each event's acceptance, or None where the node must judge it (all of them when
         the worker failed)."""
-        if future is None:
+        if checking is None:
             return [None] * count
         try:
-            accepted = future.result()
+            accepted = checking.future.result()
         except Exception as exc:
-            self._discard(exc)
+            self._discard(checking.executor, exc)
             return [None] * count
         if len(accepted) != count:
             return [None] * count
@@ -156,11 +163,11 @@ class AdmissionPool:
                 log.info("admission: %d worker process(es) started", self._workers)
             return self._executor
 
-    def _discard(self, exc: BaseException) -> None:
+    def _discard(self, executor: ProcessPoolExecutor, exc: BaseException) -> None:
+        """Replaces a failed pool (once: the chunks it cancels find a new one in place)."""
         with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            log.warning(
-                "admission workers failed (%s); checking in the node and restarting them", exc
-            )
-            executor.shutdown(wait=False, cancel_futures=True)
+            if self._executor is not executor:
+                return
+            self._executor = None
+        log.warning("admission workers failed (%s); checking in the node and restarting them", exc)
+        executor.shutdown(wait=False, cancel_futures=True)

@@ -9,6 +9,8 @@ swapped (aetcd, etcd3gw) behind the same calls. Keyspace under `/provledger/<log
                      a transient window, collected below min(applied) - keep
     members/<node>   {node, verifier_key, address}
     applied/<node>   the height durable in that node's LevelDB
+    records/<name>   an idempotency record (SPEC §3), under a lease of twice its TTL, so
+                     that the next leader answers a retried batch as the last one did
 
 Safety never rests on the lease: every block is committed by one transaction that
 compares `create_revision(leader) == term` and `head == the head this leader extends`,
@@ -56,6 +58,7 @@ _ETCD_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
 )
 _RECENT_HEADS = 4096  # committed (height, hash) pairs remembered from the watch
+MAX_SHARED_RECORD = 1 << 20  # etcd refuses requests above 1.5 MiB by default
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +205,7 @@ class EtcdCoordinator:
         self._blocks = prefix + "blocks/"
         self._members = prefix + "members/"
         self._applied = prefix + "applied/"
+        self._records = prefix + "records/"
         # Separate clients (each with a channel per endpoint) for commits and reads, for
         # the lease, and for the watch: a slow call on one never delays the others, and
         # the client's failover bookkeeping is not shared between threads.
@@ -549,6 +553,25 @@ class EtcdCoordinator:
                 return "retry"
             return "fenced: another leader or head after an unknown outcome"
         return "outcome unknown: etcd did not answer in time"
+
+    # records shared between leaders
+
+    def share_record(self, name: str, value: bytes, ttl_s: int) -> None:
+        """Keeps `value` in etcd for `ttl_s` seconds (a lease each: etcd drops it then)."""
+        if len(value) > MAX_SHARED_RECORD:
+            raise UnavailableError(
+                f"etcd: record {name} is {len(value)} bytes, above {MAX_SHARED_RECORD}"
+            )
+
+        def put() -> None:
+            lease = self._kv.lease(ttl_s)
+            self._kv.put(self._records + name, value, lease=lease.id)
+
+        self._retry(put, f"share record {name}")
+
+    def shared_record(self, name: str) -> bytes | None:
+        value, _ = self._retry(lambda: self._kv.get(self._records + name), f"read record {name}")
+        return None if value is None else bytes(value)
 
     def _block_key(self, height: int) -> str:
         return f"{self._blocks}{height:020d}"

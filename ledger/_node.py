@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -10,11 +11,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ledger._admission import AdmissionPool, Wire, default_workers
+from ledger._admission import AdmissionPool, Checking, default_workers
 from ledger._auth import Authenticator, Principal
 from ledger._config import NodeConfig
 from ledger._keys import load_or_create_signer, load_signer
@@ -55,6 +55,11 @@ SWEEP_EVERY_S = 3600.0
 TILE_WIDTH = 256
 APPEND_CHUNK = 250  # entries handed to the sequencer at once by one request
 TILE_HEIGHT = 8
+
+
+def _record_name(key: str) -> str:
+    """An idempotency key (principal and client key, any characters) as an etcd key part."""
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,12 +214,12 @@ class LedgerNode:
         """
         refused: dict[int, LedgerError] = {}
         tickets: list[Ticket] = []
-        checking: deque[tuple[int, list[bytes], Future[list[Wire | None]] | None]]
+        checking: deque[tuple[int, list[bytes], Checking | None]]
         checking = deque()
 
         def settle(wait: bool) -> None:
             """Queues the checked chunks, in order; all of them when `wait`."""
-            while checking and (wait or checking[0][2] is None or checking[0][2].done()):
+            while checking and (wait or checking[0][2] is None or checking[0][2].future.done()):
                 start, chunk, future = checking.popleft()
                 entries: list[Admitted] = []
                 accepted = self.admission.results(future, len(chunk))
@@ -430,17 +435,26 @@ class LedgerNode:
         return sorted(keys.items())
 
     def idempotent_batch(self, key: str) -> dict[str, Any] | None:
-        """The record of a batch appended under `key` within the last IDEMPOTENCY_TTL."""
+        """The record of a batch appended under `key` within the last IDEMPOTENCY_TTL, by
+        this node or (in a cluster) by an earlier leader."""
         raw = self.store.idempotency(key)
         if raw is None:
-            return None
+            raw = self.coordinator.shared_record(_record_name(key))
+            if raw is None:
+                return None
+            self.store.put_idempotency(key, raw)
         record = dict(json.loads(raw))
         if time.time() - float(record["created"]) >= IDEMPOTENCY_TTL:
             return None
         return record
 
     def remember_batch(self, key: str, record: dict[str, Any]) -> None:
-        self.store.put_idempotency(key, json.dumps(record, separators=(",", ":")).encode())
+        raw = json.dumps(record, separators=(",", ":")).encode()
+        self.store.put_idempotency(key, raw)
+        try:
+            self.coordinator.share_record(_record_name(key), raw, 2 * IDEMPOTENCY_TTL)
+        except LedgerError as exc:  # the events are committed: answer, and say what is lost
+            log.warning("a batch's idempotency record stays on this node only: %s", exc)
 
     def forget_expired_batches(self, now: float | None = None) -> int:
         """Deletes idempotency records past twice their TTL; how many went."""

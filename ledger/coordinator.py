@@ -49,6 +49,15 @@ class Coordinator(Protocol):
         """Makes the block final, or raises FencedError (or UnavailableError if unknown)."""
         ...
 
+    def share_record(self, name: str, value: bytes, ttl_s: int) -> None:
+        """Keeps `value` for `ttl_s` seconds where the next leader can read it (nowhere but
+        the node's own store, on one machine); raises UnavailableError if it cannot."""
+        ...
+
+    def shared_record(self, name: str) -> bytes | None:
+        """What `share_record` kept under `name`, if anything."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -88,6 +97,12 @@ class LocalCoordinator:
 
     def on_lost_leadership(self, callback: Callable[[], None]) -> None:
         pass  # never lost
+
+    def share_record(self, name: str, value: bytes, ttl_s: int) -> None:
+        pass  # no other leader: the node's own store holds the record
+
+    def shared_record(self, name: str) -> bytes | None:
+        return None
 
     def close(self) -> None:
         pass
