@@ -62,8 +62,7 @@ def root(leaf_hashes: Sequence[bytes]) -> bytes:
     level = list(leaf_hashes)
     while len(level) > 1:
         paired = [
-            _sha256(b"\x01" + level[i] + level[i + 1]).digest()
-            for i in range(0, len(level) - 1, 2)
+            _sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)
         ]
         if len(level) & 1:
             paired.append(level[-1])
