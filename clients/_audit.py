@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from clients._verify import checked_checkpoint
+from provledger import merkle
 from provledger.blocks import BlockHeader, BlockSignature
 from provledger.errors import SignatureError
-from provledger.merkle import EMPTY_ROOT, CompactRange
+from provledger.merkle import CompactRange
 from provledger.note import Verifier, parse_note, verify_cosignature
 
 __all__ = ["AuditFailure", "AuditReport", "audit_bundle", "load_node_keys"]
@@ -106,22 +107,6 @@ class _Failed(Exception):
     def __init__(self, failure: AuditFailure) -> None:
         super().__init__(str(failure))
         self.failure = failure
-
-
-def _entries_root(hashes: list[bytes]) -> bytes:
-    """RFC 9162 MTH over leaf hashes, bottom-up: pairing left to right and lifting a
-    lone right node unchanged gives the same tree as splitting at powers of two."""
-    if not hashes:
-        return EMPTY_ROOT
-    level = hashes
-    while len(level) > 1:
-        nxt = [
-            _sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)
-        ]
-        if len(level) & 1:
-            nxt.append(level[-1])
-        level = nxt
-    return level[0]
 
 
 def _extend(tree: CompactRange, leaf_hashes: list[bytes]) -> CompactRange:
@@ -305,7 +290,7 @@ class _Auditor:
             )
         first = header.first_index
         hashes = self._leaf_hashes(leaves, height, first)
-        entries_root = _entries_root(hashes)
+        entries_root = merkle.root(hashes)
         if entries_root != header.entries_root:
             last = first + header.count - 1
             raise self.fail(
