@@ -3,15 +3,15 @@ interpreter (one GIL) is left to sequencing.
 
 A worker only ever accepts. It returns what the sequencer takes of each event that
 passes `entry_from_json` (leaf, identity, index keys and their digests), and None for
-any other, which the node then judges itself with the
-same function, so every refusal keeps its exact words and field paths. A worker that
-dies, or a pool that breaks, costs speed and nothing else: the chunk is judged in the
-node and the pool is made anew for the next one.
+any other, which the node then judges itself with the same function, so every refusal
+keeps its exact words and field paths. A worker that dies, or a pool that breaks, costs
+speed and nothing else: the chunk is judged in the node and the pool is made anew for
+the next one.
 
 Workers are forked from a forkserver (never from the node, whose gRPC threads must not
 be forked) and started on the first chunk large enough to be worth the round trip, so a
-node that only sees single appends never starts one. They leave with the node: each
-blocks reading its pipe from the node, which a dead node closes.
+node that only sees single appends never starts one. They leave with the node, however
+it ends: each watches the node's pidfd.
 """
 
 from __future__ import annotations

@@ -220,9 +220,9 @@ class LedgerNode:
         def settle(wait: bool) -> None:
             """Queues the checked chunks, in order; all of them when `wait`."""
             while checking and (wait or checking[0][2] is None or checking[0][2].future.done()):
-                start, chunk, future = checking.popleft()
+                start, chunk, checked = checking.popleft()
                 entries: list[Admitted] = []
-                accepted = self.admission.results(future, len(chunk))
+                accepted = self.admission.results(checked, len(chunk))
                 for offset, raw in enumerate(chunk):
                     try:
                         entries.append(self._admitted(accepted[offset], raw, principal))
@@ -246,8 +246,8 @@ class LedgerNode:
                 (count - len(chunk), chunk, self.admission.submit(chunk, principal.name))
             )
         settle(wait=True)
-        admitted = iter([outcome for ticket in tickets for outcome in ticket.wait()])
-        return [refused[i] if i in refused else next(admitted) for i in range(count)]
+        outcomes = iter([outcome for ticket in tickets for outcome in ticket.wait()])
+        return [refused[i] if i in refused else next(outcomes) for i in range(count)]
 
     def _admitted(self, accepted: Admitted | None, raw: bytes, principal: Principal) -> Admitted:
         """A worker's acceptance, checked against the principal; else the node's own

@@ -140,8 +140,6 @@ class Ticket:
 @dataclass(slots=True)
 class _Pending:
     entry: Admitted
-    leaf_hash: bytes
-    identity: bytes
     waiters: list[tuple[Ticket, int]]
 
     def resolve(self, outcome: Receipt | LedgerError) -> None:
@@ -296,7 +294,7 @@ class Sequencer:
                 if index is not None:
                     committed.append((position, entry, index))
                     continue
-                pending = _Pending(entry, entry.leaf_hash, entry.identity, [(ticket, position)])
+                pending = _Pending(entry, [(ticket, position)])
                 self._pending[key] = pending
                 self._queue.append(pending)
                 self._queued_bytes += len(entry.leaf)
@@ -394,9 +392,9 @@ class Sequencer:
             zip(merkle.frontier_positions(first), state.frontier, strict=True)
         )
         nodes: list[tuple[int, int, bytes]] = []
-        leaf_hashes = [p.leaf_hash for p in batch]
+        leaf_hashes = [p.entry.leaf_hash for p in batch]
         for p in batch:
-            created = compact.append(p.leaf_hash)
+            created = compact.append(p.entry.leaf_hash)
             nodes.extend(created)
             for level, index, h in created:
                 known[(level, index)] = h
@@ -438,14 +436,16 @@ class Sequencer:
         self._store.apply_block(
             record,
             [
-                NewLeaf(p.entry.leaf, p.leaf_hash, p.identity, p.entry.type, p.entry.subject)
+                NewLeaf(
+                    p.entry.leaf, p.entry.leaf_hash, p.entry.identity, p.entry.type, p.entry.subject
+                )
                 for p in batch
             ],
             nodes,
             Head(height, header_hash, tree_size, self._term),
         )
         if self._filter is not None:
-            self._filter.add(p.identity for p in batch)
+            self._filter.add(p.entry.identity for p in batch)
         new_state = LogState(
             tree_size,
             tree_root,
