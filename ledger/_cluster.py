@@ -190,8 +190,14 @@ class ClusterRole:
             yield member.node, fetch
 
     def _follow(self) -> None:
-        """Pulls blocks when the leader's pushes do not keep this follower up to date."""
+        """Pulls blocks when the leader's pushes stop bringing this follower forward.
+
+        Behind the head but still applying pushes is not stalled: on a busy machine the
+        pushes lag by a block or two, and pulling the same blocks from etcd as well
+        would only add load to etcd and to this node.
+        """
         stalled_since: float | None = None
+        stalled_at = -1  # the next height wanted when the stall began
         last_read = time.monotonic()
         while not self._stop.is_set():
             self.coordinator.wait_for_change(0.25)
@@ -210,8 +216,9 @@ class ClusterRole:
                 stalled_since = None
                 continue
             now = time.monotonic()
-            if stalled_since is None:
-                stalled_since = now
+            wanted = self.replica.next_height()
+            if stalled_since is None or wanted != stalled_at:
+                stalled_since, stalled_at = now, wanted
                 continue
             if now - stalled_since < 0.5:
                 continue
