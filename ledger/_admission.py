@@ -32,7 +32,7 @@ from ledger.sequencer import Admitted, admitted
 from provledger.errors import LedgerError
 from provledger.events import entry_from_json
 
-__all__ = ["MIN_POOLED", "AdmissionPool", "Checking", "default_workers"]
+__all__ = ["AdmissionPool", "Checking", "default_workers"]
 
 log = logging.getLogger(__name__)
 
