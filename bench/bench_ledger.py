@@ -150,7 +150,7 @@ def _batch_worker(  # type: ignore[no-untyped-def]
             else [training_event(source, canonical=canonical) for _ in range(batch)]
         )
         response = stub.AppendBatch(pb.AppendBatchRequest(events=events), timeout=120)
-        assert all(r.WhichOneof("outcome") == "receipt" for r in response.results)
+        assert all(r.WhichOneof("outcome") == "committed" for r in response.results)
         sent += len(events)
     queue.put((sent, time.perf_counter() - start))
 
@@ -178,7 +178,7 @@ def _stream_worker(  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     for events in streams:
         response = stub.AppendStream(iter(events), timeout=120)
-        assert all(r.WhichOneof("outcome") == "receipt" for r in response.results)
+        assert all(r.WhichOneof("outcome") == "committed" for r in response.results)
         sent += len(response.results)
     queue.put((sent, time.perf_counter() - start))
 

@@ -29,6 +29,7 @@ from clients._model import (
 from clients._tls import TlsFiles
 from provledger.blocks import BlockSignature
 from provledger.errors import FieldError
+from provledger.receipts import expand
 from provledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 __all__ = ["AsyncGrpcTransport", "GrpcTransport"]
@@ -60,11 +61,11 @@ def _receipt(pb: Any) -> Receipt:
 def _batch(pb: Any) -> BatchResult:
     receipts: list[Receipt | None] = []
     failures: list[BatchFailure] = []
-    for position, result in enumerate(pb.results):
-        if result.WhichOneof("outcome") == "receipt":
-            receipts.append(_receipt(result.receipt))
+    for position, result in enumerate(expand(pb)):
+        if isinstance(result, ledger_pb2.Receipt):
+            receipts.append(_receipt(result))
         else:
-            p = result.error
+            p = result
             errors = [FieldError(e.path, e.message) for e in p.errors]
             failures.append(
                 BatchFailure(position, from_problem(p.status, p.detail, errors, p.retry_after))

@@ -562,7 +562,7 @@ def _install_write_routes(app: FastAPI, gw: _Gateway) -> None:
             raise RuntimeError(
                 f"node answered {len(response.results)} results for {len(events)} events"
             )
-        outcome = encode_batch_result(response.results)
+        outcome = encode_batch_result(response)
         gw.metrics.accepted.inc(outcome.accepted)
         gw.metrics.duplicate.inc(outcome.duplicates)
         gw.metrics.refused.inc(outcome.refused)

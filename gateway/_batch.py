@@ -13,7 +13,7 @@ import hashlib
 import json
 import json.scanner
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -22,6 +22,7 @@ import msgspec
 from gateway._problems import Problem, ProblemError, from_problem_message
 from provledger.errors import LedgerError
 from provledger.events import canonical_json, decode_json, is_canonical
+from provledger.receipts import BlockProofs, block_for, block_proofs
 from provledger.v1 import ledger_pb2 as pb
 
 __all__ = ["MAX_BATCH_EVENTS", "BatchOutcome", "encode_batch_result", "receipt_json", "split_batch"]
@@ -220,6 +221,23 @@ def receipt_json(r: pb.Receipt, checkpoints: dict[str, str] | None = None) -> st
     return _RECEIPT % (r.index, r.leaf_hash.hex(), r.block_height, r.tree_size, hashes, note)
 
 
+def _committed_json(
+    block: BlockProofs, index: int, checkpoints: dict[str, str], quoted: dict[bytes, str]
+) -> str:
+    b = block.block
+    note = checkpoints.get(b.checkpoint)
+    if note is None:
+        note = checkpoints[b.checkpoint] = json.dumps(b.checkpoint)
+    hashes = []
+    for h in block.proofs[index - b.first_index]:
+        q = quoted.get(h)
+        if q is None:
+            q = quoted[h] = '"' + h.hex() + '"'
+        hashes.append(q)
+    leaf_hash = block.leaf_hashes[index - b.first_index].hex()
+    return _RECEIPT % (index, leaf_hash, b.block_height, b.tree_size, ",".join(hashes), note)
+
+
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
     body: bytes
@@ -230,15 +248,30 @@ class BatchOutcome:
     largest_checkpoint: str  # the checkpoint note at largest_tree ("" without receipts)
 
 
-def encode_batch_result(results: Iterable[pb.AppendResult]) -> BatchOutcome:
-    """`{status, receipts, failed}` for the node's per-event results, in input order."""
+def encode_batch_result(response: pb.AppendBatchResponse) -> BatchOutcome:
+    """`{status, receipts, failed}` for the node's per-event results, in input order.
+
+    Events committed in one block share its block receipt: each block's proofs are
+    derived once (provledger.receipts) and each hash in them is spelled in hex once."""
+    blocks = [block_proofs(b) for b in response.blocks]
     receipts: list[str] = []
     failed: list[str] = []
     checkpoints: dict[str, str] = {}
+    quoted: dict[bytes, str] = {}  # '"<hex>"' of each hash, which a block's proofs share
     accepted = duplicates = largest = 0
     largest_note = ""
-    for position, result in enumerate(results):
-        if result.HasField("receipt"):
+    block = blocks[0] if blocks else None
+    for position, result in enumerate(response.results):
+        kind = result.WhichOneof("outcome")
+        if kind == "committed":
+            index = result.committed
+            if block is None or not block.block.first_index <= index < block.block.tree_size:
+                block = block_for(blocks, index)
+            receipts.append(_committed_json(block, index, checkpoints, quoted))
+            accepted += 1
+            if block.block.tree_size > largest:
+                largest, largest_note = block.block.tree_size, block.block.checkpoint
+        elif kind == "receipt":
             r = result.receipt
             receipts.append(receipt_json(r, checkpoints))
             if r.duplicate:

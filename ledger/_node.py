@@ -21,7 +21,9 @@ from ledger._keys import load_or_create_signer, load_signer
 from ledger.coordinator import Coordinator, LocalCoordinator
 from ledger.sequencer import (
     Admitted,
+    BlockReceipt,
     LogState,
+    Outcome,
     Receipt,
     SealedBlock,
     Sequencer,
@@ -205,7 +207,7 @@ class LedgerNode:
         principal.may_write(entry.type)
         return entry
 
-    def append(self, raws: Iterable[bytes], principal: Principal) -> list[Receipt | LedgerError]:
+    def append(self, raws: Iterable[bytes], principal: Principal) -> list[Outcome]:
         """Checks each event, queues the valid ones, and waits for their blocks.
 
         Events are taken in chunks as they arrive: each chunk is checked (by an admission
@@ -482,6 +484,22 @@ class LedgerNode:
                 if gone:
                     log.info("deleted %d expired idempotency records", gone)
             self._closing.wait(SWEEP_EVERY_S)
+
+    def block_receipt(self, tree_size: int) -> BlockReceipt:
+        """The shared receipt of the block that ends at `tree_size`, as it was issued (its
+        checkpoint note has no timestamp and Ed25519 is deterministic: the same bytes)."""
+        self._check_size(tree_size, "tree_size")
+        if tree_size == 0:
+            raise StorageError("idempotency record: no block ends at tree size 0")
+        record = self.store.block(self.store.block_height_of_index(tree_size - 1))
+        first = record.first_index
+        if first + record.count != tree_size:
+            raise StorageError(f"idempotency record: no block ends at tree size {tree_size}")
+        frontier = tuple(self.store.node(*at) for at in merkle.frontier_positions(first))
+        leaf_hashes = self.store.nodes(0, first, record.count)
+        compact, nodes = merkle.appended_nodes(first, frontier, leaf_hashes)
+        note = sign_checkpoint(Checkpoint(self.origin, tree_size, compact.root()), self.log_signer)
+        return BlockReceipt(record.height, first, tree_size, note, frontier, leaf_hashes, nodes)
 
     def receipts_at(self, items: Sequence[tuple[int, int, bool]]) -> list[Receipt]:
         """Receipts of committed entries `(index, tree_size, duplicate)` as they were

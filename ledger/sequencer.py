@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import logging
 import threading
 import time
@@ -29,7 +30,18 @@ from provledger.errors import ConflictError, LedgerError, StorageError, Unavaila
 from provledger.events import LedgerEntry
 from provledger.note import Checkpoint, Signer, sign_checkpoint
 
-__all__ = ["Admitted", "LogState", "Receipt", "Sequencer", "SequencerLimits", "Ticket", "admitted"]
+__all__ = [
+    "Admitted",
+    "BlockReceipt",
+    "Committed",
+    "LogState",
+    "Outcome",
+    "Receipt",
+    "Sequencer",
+    "SequencerLimits",
+    "Ticket",
+    "admitted",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +86,50 @@ class Receipt:
 
 
 @dataclass(frozen=True, slots=True)
+class BlockReceipt:
+    """What the receipts of every event in one committed block share, made once a block:
+    a batch answer carries it once (ledger.proto BlockReceipt) rather than a checkpoint
+    and an inclusion path in each of a thousand receipts."""
+
+    height: int
+    first_index: int
+    tree_size: int
+    checkpoint: str
+    frontier: tuple[bytes, ...]  # the perfect subtrees of the first `first_index` leaves
+    leaf_hashes: list[bytes]
+    # Every complete subtree an inclusion proof of one of the block's leaves reads: the
+    # frontier and the nodes the block finished (merkle.appended_inclusion_proofs).
+    nodes: dict[tuple[int, int], bytes]
+
+    def receipt(self, index: int) -> Receipt:
+        proof = merkle.inclusion_proof(index, self.tree_size, self._node)
+        return Receipt(
+            index,
+            self.leaf_hashes[index - self.first_index],
+            self.height,
+            self.tree_size,
+            tuple(proof),
+            self.checkpoint,
+        )
+
+    def _node(self, level: int, index: int) -> bytes:
+        return self.nodes[(level, index)]
+
+
+class Committed(NamedTuple):
+    """An event committed in `block` at `leaf_index`: its receipt, not yet spelled out."""
+
+    block: BlockReceipt
+    leaf_index: int
+
+    def receipt(self) -> Receipt:
+        return self.block.receipt(self.leaf_index)
+
+
+Outcome = Receipt | Committed | LedgerError
+
+
+@dataclass(frozen=True, slots=True)
 class LogState:
     """A consistent snapshot of the committed log, swapped whole after each block."""
 
@@ -111,17 +167,17 @@ class Ticket:
     __slots__ = ("_done", "_lock", "_remaining", "results")
 
     def __init__(self, count: int) -> None:
-        self.results: list[Receipt | LedgerError | None] = [None] * count
+        self.results: list[Outcome | None] = [None] * count
         self._remaining = count
         self._lock = threading.Lock()
         self._done = threading.Event()
         if count == 0:
             self._done.set()
 
-    def resolve(self, position: int, outcome: Receipt | LedgerError) -> None:
+    def resolve(self, position: int, outcome: Outcome) -> None:
         self.resolve_many([(position, outcome)])
 
-    def resolve_many(self, outcomes: list[tuple[int, Receipt | LedgerError]]) -> None:
+    def resolve_many(self, outcomes: list[tuple[int, Outcome]]) -> None:
         with self._lock:
             results = self.results
             for position, outcome in outcomes:
@@ -131,7 +187,7 @@ class Ticket:
             if self._remaining == 0:
                 self._done.set()
 
-    def wait(self, timeout: float | None = None) -> list[Receipt | LedgerError]:
+    def wait(self, timeout: float | None = None) -> list[Outcome]:
         if not self._done.wait(timeout):
             raise UnavailableError("timed out waiting for the block to commit", retry_after=1)
         return [r for r in self.results if r is not None]
@@ -142,7 +198,7 @@ class _Pending:
     entry: Admitted
     waiters: list[tuple[Ticket, int]]
 
-    def resolve(self, outcome: Receipt | LedgerError) -> None:
+    def resolve(self, outcome: Outcome) -> None:
         for ticket, position in self.waiters:
             ticket.resolve(position, outcome)
 
@@ -383,21 +439,14 @@ class Sequencer:
                 continue
             self._finish(batch, receipts)
 
-    def _seal_and_commit(self, batch: list[_Pending]) -> list[Receipt]:
+    def _seal_and_commit(self, batch: list[_Pending]) -> list[Committed]:
         state = self.state
         first = state.tree_size
         height = 0 if state.height is None else state.height + 1
-        compact = merkle.CompactRange.from_frontier(first, state.frontier)
-        known: dict[tuple[int, int], bytes] = dict(
-            zip(merkle.frontier_positions(first), state.frontier, strict=True)
-        )
-        nodes: list[tuple[int, int, bytes]] = []
         leaf_hashes = [p.entry.leaf_hash for p in batch]
-        for p in batch:
-            created = compact.append(p.entry.leaf_hash)
-            nodes.extend(created)
-            for level, index, h in created:
-                known[(level, index)] = h
+        compact, known = merkle.appended_nodes(first, state.frontier, leaf_hashes)
+        created = itertools.islice(known.items(), len(state.frontier), None)
+        nodes = [(level, index, h) for (level, index), h in created]
         tree_size = compact.size
         tree_root = compact.root()
         header = BlockHeader(
@@ -460,25 +509,20 @@ class Sequencer:
         if self._on_commit is not None:
             self._on_commit(sealed, new_state)
 
-        def node(level: int, index: int) -> bytes:
-            found = known.get((level, index))
-            return found if found is not None else self._store.node(level, index)
+        block = BlockReceipt(
+            height, first, tree_size, checkpoint, state.frontier, leaf_hashes, known
+        )
+        return [Committed(block, index) for index in range(first, tree_size)]
 
-        proofs = merkle.inclusion_proofs(range(first, tree_size), tree_size, node)
-        return [
-            Receipt(first + i, leaf_hashes[i], height, tree_size, tuple(proofs[i]), checkpoint)
-            for i in range(len(batch))
-        ]
-
-    def _finish(self, batch: list[_Pending], outcome: list[Receipt] | LedgerError) -> None:
+    def _finish(self, batch: list[_Pending], outcome: list[Committed] | LedgerError) -> None:
         with self._lock:
             self._generation += 1
             for p in batch:
                 self._pending.pop((p.entry.source, p.entry.id), None)
         # One lock acquisition per ticket rather than per entry: a batch request's
         # thousand entries share one ticket.
-        by_ticket: dict[Ticket, list[tuple[int, Receipt | LedgerError]]] = {}
-        results: Sequence[Receipt | LedgerError] = (
+        by_ticket: dict[Ticket, list[tuple[int, Outcome]]] = {}
+        results: Sequence[Committed | LedgerError] = (
             [outcome] * len(batch) if isinstance(outcome, LedgerError) else outcome
         )
         for p, result in zip(batch, results, strict=True):

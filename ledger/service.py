@@ -16,7 +16,7 @@ import grpc
 from ledger._auth import Principal
 from ledger._node import EntryView, ExportFrontier, LedgerNode
 from ledger._peers import FORWARDED_KEY
-from ledger.sequencer import Receipt
+from ledger.sequencer import BlockReceipt, Committed, Outcome, Receipt
 from ledger.storage import BlockRecord
 from provledger.errors import (
     InvalidEventError,
@@ -188,7 +188,7 @@ class LedgerService(pb_grpc.LedgerServicer):
             outcome = self.node.append([request.event], self._principal(context))[0]
             if isinstance(outcome, LedgerError):
                 raise outcome
-            return receipt_pb(outcome)
+            return receipt_pb(outcome.receipt() if isinstance(outcome, Committed) else outcome)
         except LedgerError as exc:
             abort(context, exc)
 
@@ -248,16 +248,22 @@ class LedgerService(pb_grpc.LedgerServicer):
         if "response" in record:  # the earlier format kept the whole answer
             return pb.AppendBatchResponse.FromString(base64.b64decode(record["response"]))
         outcomes: list[Any] = record["results"]
-        committed = [tuple(o) for o in outcomes if isinstance(o, list)]
-        receipts = iter(self.node.receipts_at([(i, n, bool(d)) for i, n, d in committed]))
-        return _batch_response(
-            [
-                next(receipts)
-                if isinstance(outcome, list)
-                else pb.Problem.FromString(base64.b64decode(outcome["problem"]))
-                for outcome in outcomes
-            ]
-        )
+        retried = [tuple(o) for o in outcomes if isinstance(o, list) and o[2]]
+        receipts = iter(self.node.receipts_at([(i, n, True) for i, n, _ in retried]))
+        blocks: dict[int, BlockReceipt] = {}
+        results: list[Outcome | pb.Problem] = []
+        for outcome in outcomes:
+            if not isinstance(outcome, list):
+                results.append(pb.Problem.FromString(base64.b64decode(outcome["problem"])))
+            elif outcome[2]:
+                results.append(next(receipts))
+            else:
+                index, size, _ = outcome
+                block = blocks.get(size)
+                if block is None:
+                    block = blocks[size] = self.node.block_receipt(size)
+                results.append(Committed(block, index))
+        return _batch_response(results)
 
     def _acquire_key(self, scoped: str) -> threading.Lock:
         with self._key_locks_guard:
@@ -491,21 +497,36 @@ class ReplicationService(rpb_grpc.ReplicationServicer):
         return response
 
 
-def _batch_response(
-    results: Sequence[Receipt | LedgerError | pb.Problem],
-) -> pb.AppendBatchResponse:
-    """One result per event: its receipt, or its refusal (an error, or a stored Problem)."""
+def _batch_response(results: Sequence[Outcome | pb.Problem]) -> pb.AppendBatchResponse:
+    """One result per event: its index in a block receipt sent once per block, a whole
+    receipt (an idempotent retry), or its refusal (an error, or a stored Problem)."""
     out = pb.AppendBatchResponse()
     add = out.results.add
+    blocks: set[int] = set()
     for r in results:
-        if isinstance(r, Receipt):
+        if isinstance(r, Committed):
+            add().committed = r.leaf_index
+            block = r.block
+            if block.height not in blocks:
+                blocks.add(block.height)
+                _fill_block_receipt(out.blocks.add(), block)
+        elif isinstance(r, Receipt):
             _fill_receipt(add().receipt, r)
         else:
             add().error.CopyFrom(problem_of(r) if isinstance(r, LedgerError) else r)
     return out
 
 
-def _batch_record(digest: bytes, results: list[Receipt | LedgerError]) -> dict[str, Any]:
+def _fill_block_receipt(out: pb.BlockReceipt, b: BlockReceipt) -> None:
+    out.block_height = b.height
+    out.first_index = b.first_index
+    out.tree_size = b.tree_size
+    out.checkpoint = b.checkpoint
+    out.frontier.extend(b.frontier)
+    out.leaf_hashes = b"".join(b.leaf_hashes)
+
+
+def _batch_record(digest: bytes, results: list[Outcome]) -> dict[str, Any]:
     """What a batch under an Idempotency-Key stores: per event its index, the tree size its
     receipt was issued at and whether it was a retry, or its Problem. About 20 bytes an
     event, against a kilobyte for the whole answer, which these rebuild byte for byte."""
@@ -515,6 +536,8 @@ def _batch_record(digest: bytes, results: list[Receipt | LedgerError]) -> dict[s
         "results": [
             {"problem": base64.b64encode(problem_of(r).SerializeToString()).decode()}
             if isinstance(r, LedgerError)
+            else [r.leaf_index, r.block.tree_size, 0]
+            if isinstance(r, Committed)
             else [r.index, r.tree_size, int(r.duplicate)]
             for r in results
         ],

@@ -8,7 +8,7 @@ share one implementation of RFC 9162 §2.1.3 and §2.1.4.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from provledger.errors import ConsistencyError, InclusionProofError
 
@@ -17,6 +17,8 @@ __all__ = [
     "HASH_SIZE",
     "CompactRange",
     "NodeReader",
+    "appended_inclusion_proofs",
+    "appended_nodes",
     "consistency_proof",
     "frontier_positions",
     "inclusion_proof",
@@ -351,3 +353,38 @@ def inclusion_proofs(indexes: Sequence[int], size: int, node: NodeReader) -> lis
             above[(lvl, i)] = tail
         proofs.append(list(tail))
     return proofs
+
+
+def appended_nodes(
+    first: int, frontier: Sequence[bytes], leaf_hashes: Iterable[bytes]
+) -> tuple[CompactRange, dict[tuple[int, int], bytes]]:
+    """Appends `leaf_hashes` to a tree of `first` leaves whose perfect subtrees are
+    `frontier` (largest first). Returns the new compact range, and by (level, index) the
+    frontier's subtrees followed by each complete subtree the new leaves finish (the
+    leaves themselves included), in the order finished.
+
+    Those are all the nodes an inclusion proof of a new leaf in the new tree reads: a
+    sibling wholly left of `first` whose parent reaches past it is a maximal perfect
+    subtree of the first `first` leaves, that is a frontier subtree."""
+    compact = CompactRange.from_frontier(first, frontier)
+    nodes = dict(zip(frontier_positions(first), frontier, strict=True))
+    append = compact.append
+    for h in leaf_hashes:
+        for level, index, node in append(h):
+            nodes[(level, index)] = node
+    return compact, nodes
+
+
+def appended_inclusion_proofs(
+    first: int, frontier: Sequence[bytes], leaf_hashes: Sequence[bytes]
+) -> tuple[bytes, list[list[bytes]]]:
+    """The root after appending `leaf_hashes` as in `appended_nodes`, and PATH(i, D[0:n])
+    of each new leaf i in the new tree of n leaves, in order: a block's receipts from
+    what they share."""
+    compact, nodes = appended_nodes(first, frontier, leaf_hashes)
+    size = compact.size
+
+    def node(level: int, index: int) -> bytes:
+        return nodes[(level, index)]
+
+    return compact.root(), inclusion_proofs(range(first, size), size, node)

@@ -19,6 +19,7 @@ import grpc
 import httpx
 
 from clients._cluster import InitOptions, etcd_healthy, etcd_tls_context, init_cluster
+from provledger import receipts
 from provledger.v1 import ledger_pb2 as pb
 from provledger.v1 import ledger_pb2_grpc as pb_grpc
 from provledger.v1 import replication_pb2_grpc as rpb_grpc
@@ -452,8 +453,8 @@ class LoadClients:
                     time.sleep(0.05)
                     continue  # the same events again: idempotent by (source, id)
                 with self._lock:
-                    for event_id, result in zip(ids, response.results, strict=True):
-                        receipt = result.receipt
+                    for event_id, receipt in zip(ids, receipts.expand(response), strict=True):
+                        assert isinstance(receipt, pb.Receipt)
                         key = (source, event_id)
                         ack = Ack(receipt.index, bytes(receipt.leaf_hash), started, finished)
                         before = self.acks.get(key)

@@ -127,7 +127,7 @@ def test_gateway_follows_the_cluster_over_mutual_tls(tmp_path: Path) -> None:
                 ),
                 timeout=30,
             )
-            assert [r.WhichOneof("outcome") for r in streamed.results] == ["receipt"] * 3
+            assert [r.WhichOneof("outcome") for r in streamed.results] == ["committed"] * 3
 
             # Failover: the gateway finds the new leader; the client retries on 503.
             leader.kill()

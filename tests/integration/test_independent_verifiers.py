@@ -30,6 +30,7 @@ from pymerkle import (
 )
 
 from provledger.note import Signer, cosign_checkpoint
+from provledger.receipts import expand
 from provledger.v1 import ledger_pb2 as pb
 from tests.harness.node import start_node
 
@@ -135,9 +136,9 @@ def collect(stub: Any) -> Served:
         events = [event(n + i) for i in range(count)]
         n += count
         response = stub.AppendBatch(pb.AppendBatchRequest(events=events), timeout=60)
-        for result in response.results:
-            assert result.WhichOneof("outcome") == "receipt", result
-            receipts.append(result.receipt)
+        for result in expand(response):
+            assert isinstance(result, pb.Receipt), result
+            receipts.append(result)
         checkpoint = stub.GetCheckpoint(pb.GetCheckpointRequest(), timeout=10)
         assert checkpoint.tree_size == n
         notes.append(checkpoint.note)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from provledger.events import canonical_json
+from provledger.receipts import expand
 from provledger.v1 import ledger_pb2 as pb
 from tests.harness.node import NodeHandle, start_node
 from tests.harness.procs import wait_until
@@ -86,14 +87,14 @@ def outcomes(node: NodeHandle, events: list[bytes]) -> list[Any]:
         timeout=60,
     )
     found: list[Any] = []
-    for result in response.results:
-        if result.WhichOneof("outcome") == "receipt":
-            r = result.receipt
+    for result in expand(response):
+        if isinstance(result, pb.Receipt):
+            r = result
             found.append(
                 ("receipt", r.index, r.leaf_hash, r.tree_size, list(r.inclusion), r.duplicate)
             )
         else:
-            found.append(("error", result.error.SerializeToString(deterministic=True)))
+            found.append(("error", result.SerializeToString(deterministic=True)))
     return found
 
 

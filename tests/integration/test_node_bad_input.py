@@ -204,9 +204,9 @@ def test_a_stream_of_chunks_keeps_each_events_place_and_refusal(node: NodeHandle
     size = tree_size(node)
     response = node.stub().AppendStream(iter(messages), timeout=10)
     outcomes = [r.WhichOneof("outcome") for r in response.results]
-    assert outcomes == ["receipt", "receipt", "error", "receipt", "receipt", "error", "receipt"]
+    assert outcomes == ["committed"] * 2 + ["error"] + ["committed"] * 2 + ["error", "committed"]
     assert response.results[2].error.status == 400
-    assert [r.receipt.index for r in response.results if r.HasField("receipt")] == list(
+    assert [r.committed for r in response.results if r.HasField("committed")] == list(
         range(size, size + 5)
     )
     with pytest.raises(grpc.RpcError) as info:

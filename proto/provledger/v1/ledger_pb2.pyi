@@ -179,13 +179,69 @@ class Problem(_message.Message):
 Global___Problem: _TypeAlias = Problem  # noqa: Y015
 
 @_typing.final
+class BlockReceipt(_message.Message):
+    """What the receipts of every event committed in one block share, sent once per
+    block in a batch answer instead of once per event. The receipt of leaf `i`
+    (first_index <= i < tree_size) follows from it: its leaf hash is the
+    (i - first_index)-th 32 bytes of `leaf_hashes`, and its RFC 9162
+    PATH(i, tree_size) is made of nodes that `frontier` and `leaf_hashes` determine
+    (provledger.receipts). The root they give is the one `checkpoint` signs, so a
+    client checks the whole block with one hash per leaf.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BLOCK_HEIGHT_FIELD_NUMBER: _builtins.int
+    FIRST_INDEX_FIELD_NUMBER: _builtins.int
+    TREE_SIZE_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    FRONTIER_FIELD_NUMBER: _builtins.int
+    LEAF_HASHES_FIELD_NUMBER: _builtins.int
+    block_height: _builtins.int
+    first_index: _builtins.int
+    tree_size: _builtins.int
+    """first_index + the block's leaf count"""
+    checkpoint: _builtins.str
+    """signed note at tree_size"""
+    leaf_hashes: _builtins.bytes
+    """32 bytes per leaf of the block, in index order"""
+    @_builtins.property
+    def frontier(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """RFC 9162 hashes of the perfect subtrees of the first `first_index` leaves,
+        largest first.
+        """
+
+    def __init__(
+        self,
+        *,
+        block_height: _builtins.int = ...,
+        first_index: _builtins.int = ...,
+        tree_size: _builtins.int = ...,
+        checkpoint: _builtins.str = ...,
+        frontier: _abc.Iterable[_builtins.bytes] | None = ...,
+        leaf_hashes: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block_height", b"block_height", "checkpoint", b"checkpoint", "first_index", b"first_index", "frontier", b"frontier", "leaf_hashes", b"leaf_hashes", "tree_size", b"tree_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BlockReceipt: _TypeAlias = BlockReceipt  # noqa: Y015
+
+@_typing.final
 class AppendResult(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RECEIPT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    COMMITTED_FIELD_NUMBER: _builtins.int
+    committed: _builtins.int
+    """the event's index, in one of the answer's `blocks`"""
     @_builtins.property
-    def receipt(self) -> Global___Receipt: ...
+    def receipt(self) -> Global___Receipt:
+        """a receipt given whole (an idempotent retry, a replay)"""
+
     @_builtins.property
     def error(self) -> Global___Problem: ...
     def __init__(
@@ -193,12 +249,13 @@ class AppendResult(_message.Message):
         *,
         receipt: Global___Receipt | None = ...,
         error: Global___Problem | None = ...,
+        committed: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "receipt", b"receipt"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["committed", b"committed", "error", b"error", "outcome", b"outcome", "receipt", b"receipt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "receipt", b"receipt"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["committed", b"committed", "error", b"error", "outcome", b"outcome", "receipt", b"receipt"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["receipt", "error"]  # noqa: Y015
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["receipt", "error", "committed"]  # noqa: Y015
     _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
 
@@ -209,18 +266,24 @@ class AppendBatchResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int
+    BLOCKS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___AppendResult]:
         """one per event, in input order"""
+
+    @_builtins.property
+    def blocks(self) -> _containers.RepeatedCompositeFieldContainer[Global___BlockReceipt]:
+        """each block a `committed` result lies in, once"""
 
     def __init__(
         self,
         *,
         results: _abc.Iterable[Global___AppendResult] | None = ...,
+        blocks: _abc.Iterable[Global___BlockReceipt] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocks", b"blocks", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

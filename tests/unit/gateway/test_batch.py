@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from gateway._batch import encode_batch_result, receipt_json, request_digest, split_batch
 from gateway._problems import ProblemError
+from provledger import merkle
 from provledger.events import canonical_json, decode_json
+from provledger.note import Checkpoint, Signer, sign_checkpoint
 from provledger.v1 import ledger_pb2 as pb
 
 
@@ -152,7 +154,7 @@ def test_batch_result_statuses_and_positions() -> None:
         pb.AppendResult(error=bad),
         pb.AppendResult(receipt=receipt(2, duplicate=True)),
     ]
-    outcome = encode_batch_result(results)
+    outcome = encode_batch_result(pb.AppendBatchResponse(results=results))
     body = json.loads(outcome.body)
     assert body["status"] == "partial_success"
     assert [r and r["index"] for r in body["receipts"]] == [1, None, 2]
@@ -168,5 +170,38 @@ def test_batch_result_statuses_and_positions() -> None:
         }
     ]
     assert (outcome.accepted, outcome.duplicates, outcome.refused) == (1, 1, 1)
-    assert json.loads(encode_batch_result(results[:1]).body)["status"] == "success"
-    assert json.loads(encode_batch_result(results[1:2]).body)["status"] == "failure"
+    for part, status in ((results[:1], "success"), (results[1:2], "failure")):
+        answer = pb.AppendBatchResponse(results=part)
+        assert json.loads(encode_batch_result(answer).body)["status"] == status
+
+
+def test_committed_events_get_whole_receipts_from_their_block() -> None:
+    signer = Signer.from_seed("example.org/log", bytes(32))
+    hashes = [merkle.leaf_hash(b"%d" % i) for i in range(300)]
+    reader = merkle.list_reader(hashes)
+    note = sign_checkpoint(Checkpoint(signer.name, 300, merkle.root(hashes)), signer)
+    block = pb.BlockReceipt(
+        block_height=9,
+        first_index=250,
+        tree_size=300,
+        checkpoint=note,
+        frontier=[reader(*at) for at in merkle.frontier_positions(250)],
+        leaf_hashes=b"".join(hashes[250:]),
+    )
+    answer = pb.AppendBatchResponse(
+        results=[pb.AppendResult(committed=i) for i in (299, 250, 271)], blocks=[block]
+    )
+    outcome = encode_batch_result(answer)
+    body = json.loads(outcome.body)
+    assert body["status"] == "success"
+    for receipt_, index in zip(body["receipts"], (299, 250, 271), strict=True):
+        proof = merkle.inclusion_proof(index, 300, reader)
+        assert receipt_ == {
+            "index": index,
+            "leaf_hash": hashes[index].hex(),
+            "block_height": 9,
+            "tree_size": 300,
+            "inclusion": {"hashes": [h.hex() for h in proof]},
+            "checkpoint": note,
+        }
+    assert (outcome.accepted, outcome.largest_tree, outcome.largest_checkpoint) == (3, 300, note)

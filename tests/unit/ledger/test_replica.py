@@ -68,7 +68,7 @@ def chain(
             before = sequencer.state
             entries = [admitted(make_entry(_event(b, i), "local")) for i in range(3)]
             results = sequencer.submit(entries).wait(30)
-            height = results[0].block_height  # type: ignore[union-attr]
+            height = results[0].block.height  # type: ignore[union-attr]
             record = store.block(height)
             leaves = list(store.leaves(record.first_index, record.count))
             blocks.append((before, decode_block(block_message(record, leaves).SerializeToString())))

@@ -639,6 +639,32 @@ def test_roots_and_inclusion_paths_equal_pymerkles(
         assert tree.prove_inclusion(index + 1, past).path == [hashes[index], *ours]
 
 
+@settings(max_examples=80, deadline=None)
+@given(first=st.integers(0, 260), count=st.integers(1, 70), salt=st.binary(max_size=8))
+def test_a_blocks_proofs_from_frontier_and_leaf_hashes_equal_pymerkles(
+    first: int, count: int, salt: bytes
+) -> None:
+    # A batch answer sends each block's receipts as the frontier before it and its leaf
+    # hashes: every proof of the block must follow from those alone.
+    entries = [salt + b"%d" % i for i in range(first + count)]
+    tree = InmemoryTree(algorithm="sha256")
+    tree.append_entries(entries)
+    hashes = [merkle.leaf_hash(e) for e in entries]
+    reader = merkle.list_reader(hashes)
+    frontier = [reader(level, index) for level, index in merkle.frontier_positions(first)]
+    root, proofs = merkle.appended_inclusion_proofs(first, frontier, hashes[first:])
+    size = first + count
+    assert root == tree.get_root(size)
+    assert len(proofs) == count
+    for index, proof in zip(range(first, size), proofs, strict=True):
+        assert tree.prove_inclusion(index + 1, size).path == [hashes[index], *proof]
+
+
+def test_a_blocks_proofs_need_the_whole_frontier() -> None:
+    with pytest.raises(ValueError, match="frontier hashes"):
+        merkle.appended_inclusion_proofs(5, [merkle.EMPTY_ROOT], [merkle.EMPTY_ROOT])
+
+
 # ---------------------------------------------------------------------------
 # Any proof of any tree verifies; no corruption of it does
 # ---------------------------------------------------------------------------
