@@ -321,7 +321,7 @@ class Sequencer:
         # repeated under the lock, so an entry can never be queued twice.
         ticket = Ticket(len(entries))
         generation = self._generation
-        indexes = [self._committed_index(e.identity) for e in entries]
+        indexes = self._committed_indexes([e.identity for e in entries])
         committed: list[tuple[int, Admitted, int]] = []
         with self._lock:
             refusal = self._failed
@@ -346,7 +346,7 @@ class Sequencer:
                     continue
                 index = indexes[position]
                 if index is None and recheck:
-                    index = self._committed_index(entry.identity)
+                    index = self._committed_indexes([entry.identity])[0]
                 if index is not None:
                     committed.append((position, entry, index))
                     continue
@@ -365,10 +365,15 @@ class Sequencer:
                 ticket.resolve(position, _conflict(entry))
         return ticket
 
-    def _committed_index(self, identity: bytes) -> int | None:
-        if self._filter is not None and not self._filter.might_contain(identity):
-            return None
-        return self._store.index_of_event_digest(identity)
+    def _committed_indexes(self, identities: list[bytes]) -> list[int | None]:
+        """The index of each identity already committed, None for the rest: the store is
+        asked only about those the filter cannot rule out."""
+        if self._filter is None:
+            maybe = [True] * len(identities)
+        else:
+            maybe = self._filter.might_contain(identities)
+        lookup = self._store.index_of_event_digest
+        return [lookup(d) if m else None for d, m in zip(identities, maybe, strict=True)]
 
     def receipt_for(self, index: int, *, duplicate: bool) -> Receipt:
         state = self.state
@@ -494,7 +499,7 @@ class Sequencer:
             Head(height, header_hash, tree_size, self._term),
         )
         if self._filter is not None:
-            self._filter.add(p.entry.identity for p in batch)
+            self._filter.add([p.entry.identity for p in batch])
         new_state = LogState(
             tree_size,
             tree_root,

@@ -7,7 +7,7 @@ import hashlib
 import threading
 import time
 
-from ledger._identity_filter import IdentityFilter
+from ledger._identity_filter import IdentityFilter, _Bits
 
 
 def digest(i: int, salt: str = "committed") -> bytes:
@@ -25,9 +25,30 @@ def test_every_committed_identity_is_a_maybe_and_few_new_ones_are() -> None:
     committed = [digest(i) for i in range(50_000)]
     f = IdentityFilter(lambda: iter(committed), len(committed))
     ready(f)
-    assert all(f.might_contain(d) for d in committed)
-    false_maybes = sum(f.might_contain(digest(i, "new")) for i in range(50_000))
+    assert all(f.might_contain(committed))
+    false_maybes = sum(f.might_contain([digest(i, "new") for i in range(50_000)]))
     assert false_maybes < 50_000 * 0.02
+
+
+def test_the_bits_are_the_first_five_words_of_each_digest() -> None:
+    # Read back in plain Python: the probes of a chunk and of one digest at a time agree,
+    # and a digest is a "maybe" exactly when all five of its bits are set.
+    bits = _Bits(10_000)
+    committed = [digest(i) for i in range(3_000)]
+    for start in range(0, 3_000, 700):  # chunks, as blocks add them
+        bits.add(committed[start : start + 700])
+    raw = bytes(bits.bits)
+
+    def set_in_python(d: bytes) -> bool:
+        probes = [int.from_bytes(d[4 * k : 4 * k + 4], "big") & bits.mask for k in range(5)]
+        return all(raw[p >> 3] >> (p & 7) & 1 for p in probes)
+
+    assert sum(bin(b).count("1") for b in raw) <= 5 * 3_000
+    candidates = committed + [digest(i, "new") for i in range(3_000)]
+    chunk = bits.contains(candidates)
+    assert chunk == [set_in_python(d) for d in candidates]
+    assert chunk == [bits.contains([d])[0] for d in candidates]
+    assert all(chunk[:3_000]) and bits.contains([]) == []
 
 
 def test_until_built_every_lookup_goes_to_the_store() -> None:
@@ -38,10 +59,10 @@ def test_until_built_every_lookup_goes_to_the_store() -> None:
         yield digest(0)
 
     f = IdentityFilter(slow_scan, 1)
-    assert f.might_contain(digest(1, "new"))  # not ready: "maybe"
+    assert f.might_contain([digest(1, "new")]) == [True]  # not ready: "maybe"
     release.set()
     ready(f)
-    assert f.might_contain(digest(0))
+    assert f.might_contain([digest(0)]) == [True]
 
 
 def test_identities_added_during_and_after_the_build_are_kept_and_it_grows() -> None:
@@ -61,7 +82,7 @@ def test_identities_added_during_and_after_the_build_are_kept_and_it_grows() -> 
     release.set()
     ready(f)
     first = f._ready
-    assert first is not None and f.might_contain(digest(100))
+    assert first is not None and f.might_contain([digest(100)]) == [True]
     added = [digest(i, "later") for i in range(first.m // 10 + 1000)]  # beyond capacity
     commit(added)
     deadline = time.monotonic() + 10
@@ -70,7 +91,7 @@ def test_identities_added_during_and_after_the_build_are_kept_and_it_grows() -> 
         time.sleep(0.01)
     grown = f._ready
     assert grown is not None and grown.m > first.m
-    assert f.might_contain(digest(100)) and all(f.might_contain(d) for d in added)
+    assert all(f.might_contain([digest(100), *added]))
 
 
 def test_close_stops_a_build_under_way_before_returning() -> None:
@@ -93,4 +114,4 @@ def test_close_stops_a_build_under_way_before_returning() -> None:
     assert scanning.wait(10)
     f.close()
     assert finished.is_set(), "the scan was still open when close() returned"
-    assert f.might_contain(digest(1, "new"))  # not built: every lookup goes to the store
+    assert f.might_contain([digest(1, "new")]) == [True]  # not built: all go to the store
