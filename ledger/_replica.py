@@ -16,6 +16,7 @@ then join the window's first block.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import threading
 import time
@@ -158,11 +159,11 @@ def verify_block(block: pb.Block, state: LogState, log_verifier: Verifier) -> Ve
             f"block {h}: the leader signature does not verify under the log key: {exc.detail}"
         ) from None
     leaves = tuple(_entry_fields(bytes(leaf), i) for i, leaf in enumerate(block.leaves))
-    tree = merkle.CompactRange.from_frontier(state.tree_size, state.frontier)
-    nodes: list[tuple[int, int, bytes]] = []
-    for new in leaves:
-        nodes.extend(tree.append(new.leaf_hash))
-    if merkle.root([new.leaf_hash for new in leaves]) != header.entries_root:
+    leaf_hashes = [new.leaf_hash for new in leaves]
+    tree, known = merkle.appended_nodes(state.tree_size, state.frontier, leaf_hashes)
+    created = itertools.islice(known.items(), len(state.frontier), None)
+    nodes = [(level, index, h) for (level, index), h in created]
+    if merkle.root(leaf_hashes) != header.entries_root:
         raise BlockRefusedError(f"block {h}: entries_root does not recompute from the leaves")
     if tree.size != header.tree_size:
         raise BlockRefusedError(f"block {h}: tree_size {header.tree_size}, recomputed {tree.size}")

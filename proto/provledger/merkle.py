@@ -361,17 +361,32 @@ def appended_nodes(
     """Appends `leaf_hashes` to a tree of `first` leaves whose perfect subtrees are
     `frontier` (largest first). Returns the new compact range, and by (level, index) the
     frontier's subtrees followed by each complete subtree the new leaves finish (the
-    leaves themselves included), in the order finished.
+    leaves themselves included), level by level.
 
     Those are all the nodes an inclusion proof of a new leaf in the new tree reads: a
     sibling wholly left of `first` whose parent reaches past it is a maximal perfect
     subtree of the first `first` leaves, that is a frontier subtree."""
-    compact = CompactRange.from_frontier(first, frontier)
+    if len(frontier) != first.bit_count():
+        raise ValueError(
+            f"a tree of size {first} has {first.bit_count()} frontier hashes, got {len(frontier)}"
+        )
     nodes = dict(zip(frontier_positions(first), frontier, strict=True))
-    append = compact.append
-    for h in leaf_hashes:
-        for level, index, node in append(h):
-            nodes[(level, index)] = node
+    # Level by level: the new nodes of a level start at index `start`; one at an odd
+    # index pairs with the frontier node on its left, the rest pair among themselves.
+    row = list(leaf_hashes)
+    size = first + len(row)
+    start = first
+    level = 0
+    while row:
+        for offset, h in enumerate(row, start):
+            nodes[(level, offset)] = h
+        if start & 1:
+            row.insert(0, nodes[(level, start - 1)])
+            start -= 1
+        row = [_sha256(b"\x01" + row[i] + row[i + 1]).digest() for i in range(0, len(row) - 1, 2)]
+        start >>= 1
+        level += 1
+    compact = CompactRange.from_frontier(size, [nodes[at] for at in frontier_positions(size)])
     return compact, nodes
 
 
