@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ledger._etcd import EtcdCoordinator, LeaderInfo, Member
 from ledger._peers import Peers
-from ledger._replica import Replica, block_message
+from ledger._replica import Replica, block_message, encode_payload
 from ledger.sequencer import LogState, SealedBlock
 from provledger.blocks import BlockSignature, verify_header_signature
 from provledger.errors import LedgerError, SignatureError, StorageError
@@ -239,7 +239,7 @@ class ClusterRole:
     def encode_block(self, sealed: SealedBlock) -> bytes:
         message = block_message(sealed.record, sealed.leaves)
         self._encoded = (sealed.record.height, message)
-        return message.SerializeToString()
+        return encode_payload(message)
 
     def on_commit(self, sealed: SealedBlock, state: LogState) -> None:
         height = sealed.record.height

@@ -5,6 +5,7 @@ passes with the same tree nodes and frontier the leader stored."""
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from ledger._replica import (
     BlockRefusedError,
     block_message,
     decode_block,
+    encode_payload,
     verify_block,
 )
 from ledger.coordinator import LocalCoordinator
@@ -192,3 +194,27 @@ def test_an_empty_log_takes_only_block_zero(
     verify_block(blocks[0][1], empty, signer.verifier)
     with pytest.raises(BlockRefusedError, match="expected height 0"):
         verify_block(blocks[1][1], empty, signer.verifier)
+
+
+def test_etcd_payloads_are_compressed_and_plain_ones_still_read(
+    chain: tuple[Signer, list[tuple[LogState, pb.Block]]],
+) -> None:
+    _, blocks = chain
+    block = blocks[1][1]
+    payload = encode_payload(block)
+    assert payload[:1] == b"\x01" and decode_block(payload) == block
+    # A leader before compression stored the serialized Block itself.
+    assert decode_block(block.SerializeToString()) == block
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\x01not zlib", "does not decompress"),
+        (b"\x01" + zlib.compress(b"\xff\xff\xff"), "is not a block"),
+        (b"\xff\xff", "is not a block"),
+    ],
+)
+def test_payloads_that_are_no_block_are_refused_by_name(payload: bytes, reason: str) -> None:
+    with pytest.raises(BlockRefusedError, match=reason):
+        decode_block(payload)
