@@ -280,6 +280,8 @@ def main() -> None:
         address = f"127.0.0.1:{port}"
         node = start_node(tmp, port)
         header("Durable appends (clients in other processes, gRPC on loopback)")
+        # Untimed: the node starts its admission worker on its first large batch.
+        run_clients(_batch_worker, [(address, w, 2_000, 1000, True) for w in range(2)])
         phase = 20_000 if args.quick else 60_000
         for canonical, label in (
             (True, "RFC 8785 events, as the SDK sends"),
