@@ -11,6 +11,7 @@ index and subtree nodes in 1,000-record synchronous batches, measured here) and 
 from __future__ import annotations
 
 import argparse
+import atexit
 import hashlib
 import multiprocessing as mp
 import os
@@ -73,13 +74,24 @@ def sha256_rate(size: int = 500, n: int = 200_000) -> float:
     return n / (time.perf_counter() - start)
 
 
+def _kill_at_exit(proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    """A run that stops early (an exception, Ctrl-C) must not leave its node behind."""
+
+    def kill() -> None:
+        if proc.poll() is None:
+            proc.kill()
+
+    atexit.register(kill)
+    return proc
+
+
 def start_node(tmp: Path, port: int) -> subprocess.Popen[bytes]:
     config = tmp / "node.toml"
     config.write_text(
         f'node_id = "bench-1"\ndata_dir = "{tmp / "data"}"\nlisten = "127.0.0.1:{port}"\n'
         'origin = "bench.provledger.local/log"\nmax_block_entries = 1000\nmax_block_delay_ms = 20\n'
     )
-    proc = spawn_node(config, tmp / "node.log")
+    proc = _kill_at_exit(spawn_node(config, tmp / "node.log"))
     wait_ready(f"127.0.0.1:{port}", proc)
     return proc
 
@@ -385,7 +397,7 @@ def main() -> None:
             f"{median(con_s) * 1e6:,.0f} / {percentile(con_s, 99) * 1e6:,.0f} µs",
         )
         t0 = time.perf_counter()
-        proc = spawn_node(tmp / "node.toml", tmp / "node.log")
+        proc = _kill_at_exit(spawn_node(tmp / "node.toml", tmp / "node.log"))
         wait_ready(address, proc)
         ready = time.perf_counter() - t0
         row(
