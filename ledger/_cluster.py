@@ -58,8 +58,9 @@ class ClusterRole:
         self._leading = False
         self._pushers: list[_Pusher] = []
         self._committed = threading.Condition()
-        self._recent: OrderedDict[int, pb.Block] = OrderedDict()
-        self._encoded: tuple[int, pb.Block] | None = None
+        # Recent blocks, serialized once for etcd and every follower's push.
+        self._recent: OrderedDict[int, bytes] = OrderedDict()
+        self._encoded: tuple[int, bytes] | None = None
         self._signature_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         coordinator.on_lost_leadership(self._on_lost)
@@ -237,9 +238,9 @@ class ClusterRole:
     # the leader's side of replication
 
     def encode_block(self, sealed: SealedBlock) -> bytes:
-        message = block_message(sealed.record, sealed.leaves)
-        self._encoded = (sealed.record.height, message)
-        return encode_payload(message)
+        serialized = block_message(sealed.record, sealed.leaves).SerializeToString()
+        self._encoded = (sealed.record.height, serialized)
+        return encode_payload(serialized)
 
     def on_commit(self, sealed: SealedBlock, state: LogState) -> None:
         height = sealed.record.height
@@ -252,13 +253,15 @@ class ClusterRole:
             self._committed.notify_all()
         self.coordinator.report_applied(height)
 
-    def block_for_push(self, height: int) -> pb.Block:
+    def block_for_push(self, height: int) -> bytes:
+        """Block `height` as a serialized pb.Block."""
         with self._committed:
             cached = self._recent.get(height)
         if cached is not None:
             return cached
         record = self.node.store.block(height)
-        return block_message(record, self.node.store.leaves(record.first_index, record.count))
+        leaves = self.node.store.leaves(record.first_index, record.count)
+        return block_message(record, leaves).SerializeToString()
 
     def wait_for_commit(self, timeout: float) -> None:
         with self._committed:

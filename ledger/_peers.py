@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 FORWARDED_KEY = "provledger-forwarded"  # metadata on a write a follower forwards
+# Pushed as bytes the leader serialized once (no request serializer): a block is 700 KB
+# of leaves, and each follower's push would otherwise serialize it again.
+_PUSH_BLOCK = "/provledger.v1.Replication/PushBlock"
 
 
 class Peers:
@@ -74,11 +77,13 @@ class Peers:
     def replication(self, address: str) -> rpb_grpc.ReplicationStub:
         return rpb_grpc.ReplicationStub(self.channel(address))
 
-    def push(self, address: str, block: pb.Block, timeout: float) -> rpb.PushBlockResponse:
+    def push(self, address: str, block: bytes, timeout: float) -> rpb.PushBlockResponse:
+        """Offers a serialized pb.Block (serialized once for every follower)."""
+        push = self.channel(address).unary_unary(
+            _PUSH_BLOCK, response_deserializer=rpb.PushBlockResponse.FromString
+        )
         try:
-            response: rpb.PushBlockResponse = self.replication(address).PushBlock(
-                block, timeout=timeout
-            )
+            response: rpb.PushBlockResponse = push(block, timeout=timeout)
         except grpc.RpcError as exc:
             raise _error(address, exc) from None
         return response

@@ -101,12 +101,12 @@ _ZLIB_PAYLOAD = b"\x01"  # then zlib(serialized pb.Block); a serialized Block st
 _MAX_BLOCK_BYTES = 512 * 1024 * 1024
 
 
-def encode_payload(block: pb.Block) -> bytes:
-    return _ZLIB_PAYLOAD + zlib.compress(block.SerializeToString(), 1)
+def encode_payload(serialized_block: bytes) -> bytes:
+    return _ZLIB_PAYLOAD + zlib.compress(serialized_block, 1)
 
 
 def encode_block(sealed: SealedBlock) -> bytes:
-    return encode_payload(block_message(sealed.record, sealed.leaves))
+    return encode_payload(block_message(sealed.record, sealed.leaves).SerializeToString())
 
 
 def decode_block(payload: bytes) -> pb.Block:

@@ -201,7 +201,7 @@ def test_etcd_payloads_are_compressed_and_plain_ones_still_read(
 ) -> None:
     _, blocks = chain
     block = blocks[1][1]
-    payload = encode_payload(block)
+    payload = encode_payload(block.SerializeToString())
     assert payload[:1] == b"\x01" and decode_block(payload) == block
     # A leader before compression stored the serialized Block itself.
     assert decode_block(block.SerializeToString()) == block
