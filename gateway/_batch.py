@@ -222,20 +222,30 @@ def receipt_json(r: pb.Receipt, checkpoints: dict[str, str] | None = None) -> st
 
 
 def _committed_json(
-    block: BlockProofs, index: int, checkpoints: dict[str, str], quoted: dict[bytes, str]
+    block: BlockProofs, index: int, checkpoints: dict[str, str], paths: dict[Path, str]
 ) -> str:
     b = block.block
     note = checkpoints.get(b.checkpoint)
     if note is None:
         note = checkpoints[b.checkpoint] = json.dumps(b.checkpoint)
-    hashes = []
-    for h in block.proofs[index - b.first_index]:
-        q = quoted.get(h)
-        if q is None:
-            q = quoted[h] = '"' + h.hex() + '"'
-        hashes.append(q)
+    hashes = _path_json(tuple(block.proofs[index - b.first_index]), paths)
     leaf_hash = block.leaf_hashes[index - b.first_index].hex()
-    return _RECEIPT % (index, leaf_hash, b.block_height, b.tree_size, ",".join(hashes), note)
+    return _RECEIPT % (index, leaf_hash, b.block_height, b.tree_size, hashes, note)
+
+
+Path = tuple[bytes, ...]
+
+
+def _path_json(path: Path, memo: dict[Path, str]) -> str:
+    """`"<hex>","<hex>",...` for an inclusion path. The paths of one block's leaves share
+    their upper parts (two leaves share all but their lowest hash), so each distinct
+    suffix is spelled once and every path costs about one concatenation."""
+    text = memo.get(path)
+    if text is None:
+        head = '"' + path[0].hex() + '"' if path else ""
+        rest = _path_json(path[1:], memo) if len(path) > 1 else ""
+        text = memo[path] = head + "," + rest if rest else head
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,12 +262,12 @@ def encode_batch_result(response: pb.AppendBatchResponse) -> BatchOutcome:
     """`{status, receipts, failed}` for the node's per-event results, in input order.
 
     Events committed in one block share its block receipt: each block's proofs are
-    derived once (provledger.receipts) and each hash in them is spelled in hex once."""
+    derived once (provledger.receipts) and spelled as JSON once per distinct suffix."""
     blocks = [block_proofs(b) for b in response.blocks]
     receipts: list[str] = []
     failed: list[str] = []
     checkpoints: dict[str, str] = {}
-    quoted: dict[bytes, str] = {}  # '"<hex>"' of each hash, which a block's proofs share
+    paths: dict[Path, str] = {}
     accepted = duplicates = largest = 0
     largest_note = ""
     block = blocks[0] if blocks else None
@@ -267,7 +277,7 @@ def encode_batch_result(response: pb.AppendBatchResponse) -> BatchOutcome:
             index = result.committed
             if block is None or not block.block.first_index <= index < block.block.tree_size:
                 block = block_for(blocks, index)
-            receipts.append(_committed_json(block, index, checkpoints, quoted))
+            receipts.append(_committed_json(block, index, checkpoints, paths))
             accepted += 1
             if block.block.tree_size > largest:
                 largest, largest_note = block.block.tree_size, block.block.checkpoint

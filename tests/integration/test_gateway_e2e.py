@@ -178,9 +178,22 @@ def test_batch_partial_success_and_idempotency_key(client: httpx.Client) -> None
     assert [f["position"] for f in result["failed"]] == [1]
     error = result["failed"][0]["error"]
     assert error["status"] == 422 and any(e["path"] == "time" for e in error["errors"])
+    verifier = verifier_of(client)
     for event, receipt in zip(good, [result["receipts"][i] for i in (0, 2, 3)], strict=True):
         entry = client.get(f"/v1/entries/{receipt['index']}").json()
         assert entry["entry"]["event"] == event
+        # The gateway spells each receipt out from the node's shared block receipt.
+        carried = verify_checkpoint(receipt["checkpoint"], verifier)
+        assert carried.size == receipt["tree_size"]
+        assert entry["leaf_hash"] == receipt["leaf_hash"]
+        assert entry["block_height"] == receipt["block_height"]
+        merkle.verify_inclusion(
+            receipt["index"],
+            receipt["tree_size"],
+            bytes.fromhex(receipt["leaf_hash"]),
+            [bytes.fromhex(h) for h in receipt["inclusion"]["hashes"]],
+            carried.root_hash,
+        )
 
     # The same key and an equal body (equal RFC 8785 bytes, not equal text): same answer.
     reordered = json.dumps(body, indent=2, sort_keys=True)
