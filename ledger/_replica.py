@@ -16,7 +16,6 @@ then join the window's first block.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import threading
 import time
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError
 
-from ledger.sequencer import LogState, SealedBlock, Sequencer
+from ledger.sequencer import LogState, Sequencer, extend_tree
 from ledger.storage import BlockRecord, Head, LevelDBStore, NewLeaf, event_digest
 from provledger import merkle
 from provledger.blocks import BlockHeader, BlockSignature, sign_header, verify_header_signature
@@ -52,7 +51,6 @@ __all__ = [
     "VerifiedBlock",
     "block_message",
     "decode_block",
-    "encode_block",
     "encode_payload",
     "verify_block",
 ]
@@ -103,10 +101,6 @@ _MAX_BLOCK_BYTES = 512 * 1024 * 1024
 
 def encode_payload(serialized_block: bytes) -> bytes:
     return _ZLIB_PAYLOAD + zlib.compress(serialized_block, 1)
-
-
-def encode_block(sealed: SealedBlock) -> bytes:
-    return encode_payload(block_message(sealed.record, sealed.leaves).SerializeToString())
 
 
 def decode_block(payload: bytes) -> pb.Block:
@@ -187,9 +181,7 @@ def verify_block(block: pb.Block, state: LogState, log_verifier: Verifier) -> Ve
         ) from None
     leaves = tuple(_entry_fields(bytes(leaf), i) for i, leaf in enumerate(block.leaves))
     leaf_hashes = [new.leaf_hash for new in leaves]
-    tree, known = merkle.appended_nodes(state.tree_size, state.frontier, leaf_hashes)
-    created = itertools.islice(known.items(), len(state.frontier), None)
-    nodes = [(level, index, h) for (level, index), h in created]
+    tree, _, nodes = extend_tree(state, leaf_hashes)
     if merkle.root(leaf_hashes) != header.entries_root:
         raise BlockRefusedError(f"block {h}: entries_root does not recompute from the leaves")
     if tree.size != header.tree_size:

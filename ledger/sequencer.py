@@ -41,6 +41,7 @@ __all__ = [
     "SequencerLimits",
     "Ticket",
     "admitted",
+    "extend_tree",
 ]
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,16 @@ class SealedBlock:
 
     record: BlockRecord
     leaves: tuple[bytes, ...]
+
+
+def extend_tree(
+    state: LogState, leaf_hashes: list[bytes]
+) -> tuple[merkle.CompactRange, dict[tuple[int, int], bytes], list[tuple[int, int, bytes]]]:
+    """The tree of `state` with a block's leaf hashes appended: its compact range, every
+    node an inclusion proof of a new leaf reads, and the new complete nodes to store."""
+    compact, known = merkle.appended_nodes(state.tree_size, state.frontier, leaf_hashes)
+    created = itertools.islice(known.items(), len(state.frontier), None)
+    return compact, known, [(level, index, h) for (level, index), h in created]
 
 
 def load_state(store: LevelDBStore, origin: str, log_signer: Signer) -> LogState:
@@ -449,9 +460,7 @@ class Sequencer:
         first = state.tree_size
         height = 0 if state.height is None else state.height + 1
         leaf_hashes = [p.entry.leaf_hash for p in batch]
-        compact, known = merkle.appended_nodes(first, state.frontier, leaf_hashes)
-        created = itertools.islice(known.items(), len(state.frontier), None)
-        nodes = [(level, index, h) for (level, index), h in created]
+        compact, known, nodes = extend_tree(state, leaf_hashes)
         tree_size = compact.size
         tree_root = compact.root()
         header = BlockHeader(

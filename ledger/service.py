@@ -248,8 +248,8 @@ class LedgerService(pb_grpc.LedgerServicer):
         if "response" in record:  # the earlier format kept the whole answer
             return pb.AppendBatchResponse.FromString(base64.b64decode(record["response"]))
         outcomes: list[Any] = record["results"]
-        retried = [tuple(o) for o in outcomes if isinstance(o, list) and o[2]]
-        receipts = iter(self.node.receipts_at([(i, n, True) for i, n, _ in retried]))
+        retried = [(o[0], o[1], True) for o in outcomes if isinstance(o, list) and o[2]]
+        receipts = iter(self.node.receipts_at(retried))
         blocks: dict[int, BlockReceipt] = {}
         results: list[Outcome | pb.Problem] = []
         for outcome in outcomes:

@@ -67,6 +67,21 @@ def append(client: httpx.Client, event: dict[str, Any], status: int = 201) -> di
     return body
 
 
+def verify_receipt(receipt: dict[str, Any], verifier: Verifier) -> bytes:
+    """Checks that a receipt proves itself against the checkpoint it carries; its leaf hash."""
+    carried = verify_checkpoint(receipt["checkpoint"], verifier)
+    assert carried.size == receipt["tree_size"]
+    leaf_hash = bytes.fromhex(receipt["leaf_hash"])
+    merkle.verify_inclusion(
+        receipt["index"],
+        receipt["tree_size"],
+        leaf_hash,
+        [bytes.fromhex(h) for h in receipt["inclusion"]["hashes"]],
+        carried.root_hash,
+    )
+    return leaf_hash
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4()}"
 
@@ -84,17 +99,7 @@ def test_five_kinds_are_appended_and_verifiable(client: httpx.Client) -> None:
     assert after.size >= before.size + 5
 
     for event, receipt in zip(events, receipts, strict=True):
-        # The receipt proves itself against the checkpoint it carries.
-        carried = verify_checkpoint(receipt["checkpoint"], verifier)
-        assert carried.size == receipt["tree_size"]
-        leaf_hash = bytes.fromhex(receipt["leaf_hash"])
-        merkle.verify_inclusion(
-            receipt["index"],
-            receipt["tree_size"],
-            leaf_hash,
-            [bytes.fromhex(h) for h in receipt["inclusion"]["hashes"]],
-            carried.root_hash,
-        )
+        leaf_hash = verify_receipt(receipt, verifier)
 
         # The entry's leaf is the proven leaf, and decodes to what was appended.
         entry = client.get(f"/v1/entries/{receipt['index']}").json()
@@ -183,17 +188,9 @@ def test_batch_partial_success_and_idempotency_key(client: httpx.Client) -> None
         entry = client.get(f"/v1/entries/{receipt['index']}").json()
         assert entry["entry"]["event"] == event
         # The gateway spells each receipt out from the node's shared block receipt.
-        carried = verify_checkpoint(receipt["checkpoint"], verifier)
-        assert carried.size == receipt["tree_size"]
+        verify_receipt(receipt, verifier)
         assert entry["leaf_hash"] == receipt["leaf_hash"]
         assert entry["block_height"] == receipt["block_height"]
-        merkle.verify_inclusion(
-            receipt["index"],
-            receipt["tree_size"],
-            bytes.fromhex(receipt["leaf_hash"]),
-            [bytes.fromhex(h) for h in receipt["inclusion"]["hashes"]],
-            carried.root_hash,
-        )
 
     # The same key and an equal body (equal RFC 8785 bytes, not equal text): same answer.
     reordered = json.dumps(body, indent=2, sort_keys=True)
