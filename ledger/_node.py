@@ -81,7 +81,7 @@ class ExportFrontier:
 class LedgerNode:
     def __init__(self, config: NodeConfig, coordinator: Coordinator | None = None) -> None:
         self.config = config
-        self.store = LevelDBStore(config.data_dir / "db")
+        self.store = LevelDBStore(config.data_dir / "db", compress=config.compress_storage)
         self.origin = self._origin()
         keys = config.data_dir / "keys"
         self.log_signer: Signer = (

@@ -113,3 +113,15 @@ def test_admission_workers_out_of_range_are_named(tmp_path: Path, value: str) ->
         load_config(path, {})
     path.write_text('node_id = "n1"\nadmission_workers = 0\n')
     assert load_config(path, {}).admission_workers == 0
+
+
+@pytest.mark.parametrize("value", ['"yes"', "1", "0"])
+def test_compress_storage_must_be_a_boolean(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(f'node_id = "n1"\ncompress_storage = {value}\n')
+    with pytest.raises(ValueError, match="compress_storage: must be true or false"):
+        load_config(path, {})
+    path.write_text('node_id = "n1"\ncompress_storage = true\n')
+    assert load_config(path, {}).compress_storage is True
+    path.write_text('node_id = "n1"\n')
+    assert load_config(path, {}).compress_storage is False

@@ -95,6 +95,26 @@ def test_reopen_reads_what_was_written(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.parametrize("first, then", [(False, True), (True, False)])
+def test_either_compression_reads_what_the_other_wrote(
+    tmp_path: Path, first: bool, then: bool
+) -> None:
+    store = LevelDBStore(tmp_path / "db", compress=first)
+    _fixture_block(store)
+    store.close()
+    # Into table files written under the first setting (LevelDB compresses per table block).
+    db = plyvel.DB(str(tmp_path / "db"), compression="snappy" if first else None)
+    db.compact_range()
+    db.close()
+    assert list((tmp_path / "db").glob("*.ldb"))
+    store = LevelDBStore(tmp_path / "db", compress=then)
+    head = store.head()
+    assert head is not None and head.tree_size == 3
+    assert [len(store.leaf(i)) > 0 for i in range(3)] == [True] * 3
+    assert store.index_of_event("urn:s", "2") == 2
+    store.close()
+
+
 def test_other_format_version_is_refused(tmp_path: Path) -> None:
     db = plyvel.DB(str(tmp_path / "db"), create_if_missing=True)
     db.put(b"Mformat", b"provledger-leveldb/0")
