@@ -13,12 +13,13 @@ from typing import NamedTuple
 import plyvel
 
 from ledger.storage import _codec as codec
+from ledger.storage._upper_levels import UpperLevels
 from provledger.errors import NotFoundError, StorageError
 
 __all__ = ["BlockRecord", "Head", "LevelDBStore", "NewLeaf", "event_digest"]
 
-_CACHED_LEVEL = 8  # subtrees of 2^8 leaves and up
-_UPPER_NODES_LIMIT = 1 << 18  # about 40 MB at most (a log of some 30 M entries); then start over
+_LOWEST_KEPT_LEVEL = 4  # subtrees of 16 leaves and up: 4 MB at a million entries
+_KEPT_LEVELS_BUDGET = 16 * 1024 * 1024
 
 event_digest = codec.event_digest
 
@@ -75,9 +76,6 @@ class LevelDBStore:
         except plyvel.Error as exc:
             raise StorageError(f"cannot open LevelDB at {path}: {exc}") from exc
         self._write_lock = threading.Lock()
-        # Complete subtrees never change once stored, so the few of 256 or more leaves
-        # (two per 256 leaves), which lie on most of a proof's path, are kept in memory.
-        self._upper_nodes: dict[tuple[int, int], bytes] = {}
         version = self._db.get(codec.meta_key("format"))
         if version is None:
             if self._db.get(codec.meta_key("head")) is not None:
@@ -88,6 +86,11 @@ class LevelDBStore:
                 f"{path}: unsupported storage format {version!r}, "
                 f"this node reads {codec.FORMAT_VERSION!r}"
             )
+        # Most of a proof's path lies in the upper levels: they are read once, here.
+        self._upper = UpperLevels(_LOWEST_KEPT_LEVEL, _KEPT_LEVELS_BUDGET)
+        head = self.head()
+        if head is not None:
+            self._upper.load(head.tree_size, self._level_hashes)
 
     def close(self) -> None:
         self._db.close()
@@ -147,19 +150,30 @@ class LevelDBStore:
                 yield key[1:]
 
     def node(self, level: int, index: int) -> bytes:
-        upper = level >= _CACHED_LEVEL
-        if upper:
-            cached = self._upper_nodes.get((level, index))
-            if cached is not None:
-                return cached
-        value: bytes | None = self._db.get(codec.node_key(level, index))
+        value: bytes | None = self._upper.get(level, index)
         if value is None:
-            raise StorageError(f"missing tree node at level {level}, index {index}")
-        if upper:
-            if len(self._upper_nodes) >= _UPPER_NODES_LIMIT:
-                self._upper_nodes.clear()
-            self._upper_nodes[(level, index)] = value
+            value = self._db.get(codec.node_key(level, index))
+            if value is None:
+                raise StorageError(f"missing tree node at level {level}, index {index}")
         return value
+
+    def _level_hashes(self, level: int, count: int) -> bytes:
+        """The first `count` hashes of a level, joined, or those before the first gap."""
+        it = self._db.iterator(
+            start=codec.node_key(level, 0), stop=codec.node_key(level, count), include_key=False
+        )
+        with it:
+            joined = b"".join(it)
+        if len(joined) == count * 32:  # count distinct keys below `count`: all of them
+            return joined
+        found = []
+        it = self._db.iterator(start=codec.node_key(level, 0), stop=codec.node_key(level, count))
+        with it:
+            for expected, (key, value) in enumerate(it):
+                if key != codec.node_key(level, expected):
+                    break
+                found.append(value)
+        return b"".join(found)
 
     def nodes(self, level: int, start: int, count: int) -> list[bytes]:
         it = self._db.iterator(
@@ -313,6 +327,7 @@ class LevelDBStore:
                 wb.write()
             except plyvel.Error as exc:
                 raise StorageError(f"cannot write block {block.height}: {exc}") from exc
+            self._upper.extend(nodes, head.tree_size)
 
     def put_signatures(
         self, height: int, signatures: Sequence[dict[str, str]], *, sync: bool = True

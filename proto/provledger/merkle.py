@@ -50,11 +50,6 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return _sha256(b"\x01" + left + right).digest()
 
 
-def _split(n: int) -> int:
-    """The largest power of two smaller than n (n >= 2)."""
-    return 1 << ((n - 1).bit_length() - 1)
-
-
 def root(leaf_hashes: Sequence[bytes]) -> bytes:
     """MTH over already-hashed leaves, bottom-up in O(n): pairs each level left to right
     and carries an odd last node up as it is, which builds exactly RFC 9162's tree (its
@@ -110,46 +105,42 @@ def inclusion_proof(index: int, size: int, node: NodeReader) -> list[bytes]:
     """RFC 9162 §2.1.3.1 PATH(index, D[0:size]), leaf side first."""
     if not 0 <= index < size:
         raise ValueError(f"index {index} is outside a tree of size {size}")
-    proof: list[bytes] = []
-    start, end = 0, size
-    while end - start > 1:
-        k = _split(end - start)
-        if index < start + k:
-            proof.append(subtree_root(start + k, end, node))
-            end = start + k
-        else:
-            proof.append(node((k.bit_length() - 1), start >> (k.bit_length() - 1)))
-            start += k
-    proof.reverse()
-    return proof
+    return _path_up(0, index, size, node)
+
+
+def _path_up(level: int, index: int, size: int, node: NodeReader) -> list[bytes]:
+    """The RFC 9162 path from the complete subtree (level, index) to the root of the first
+    `size` leaves, bottom-up: each sibling is a stored complete subtree, or the one
+    incomplete subtree on the right edge (computed from stored ones), or absent where the
+    node is carried up unchanged. At most log2(size) reads and one right-edge root."""
+    path: list[bytes] = []
+    last = (size - 1) >> level  # the last node at this level
+    while last:
+        sibling = index ^ 1
+        if sibling < last or (sibling == last and (sibling + 1) << level <= size):
+            path.append(node(level, sibling))
+        elif sibling == last:
+            path.append(subtree_root(sibling << level, size, node))
+        index >>= 1
+        last >>= 1
+        level += 1
+    return path
 
 
 def consistency_proof(first: int, second: int, node: NodeReader) -> list[bytes]:
-    """RFC 9162 §2.1.4.1 PROOF(first, D[0:second]); empty when first is 0 or equal to second."""
+    """RFC 9162 §2.1.4.1 PROOF(first, D[0:second]); empty when first is 0 or equal to second.
+
+    Bottom-up: the largest complete subtree that ends at `first`, then its path to the
+    root of `second` (the subtree itself is left out when `first` is a power of two,
+    the verifier holds it as the old root)."""
     if not 0 <= first <= second:
         raise ValueError(f"no consistency proof from size {first} to size {second}")
     if first == 0 or first == second:
         return []
-    proof: list[bytes] = []
-    start, end, m, complete = 0, second, first, True
-    while True:
-        n = end - start
-        if m == n:
-            if not complete:
-                proof.append(subtree_root(start, end, node))
-            break
-        k = _split(n)
-        if m <= k:
-            proof.append(subtree_root(start + k, end, node))
-            end = start + k
-        else:
-            level = k.bit_length() - 1
-            proof.append(node(level, start >> level))
-            start += k
-            m -= k
-            complete = False
-    proof.reverse()
-    return proof
+    level = (first & -first).bit_length() - 1  # trailing zero bits of first
+    index = (first - 1) >> level
+    path = _path_up(level, index, second, node)
+    return path if index == 0 else [node(level, index), *path]
 
 
 def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
