@@ -18,10 +18,6 @@ from provledger import merkle
 from provledger.errors import StorageError
 
 
-def _leaf_hashes(count: int) -> list[bytes]:
-    return [merkle.leaf_hash(b"leaf %d" % i) for i in range(count)]
-
-
 def _grow(
     blocks: list[int],
 ) -> tuple[dict[tuple[int, int], bytes], list[list[tuple[int, int, bytes]]]]:
@@ -31,8 +27,8 @@ def _grow(
     per_block = []
     for i, count in enumerate(blocks):
         created = []
-        for h in _leaf_hashes(count + i * 1000)[i * 1000 :]:
-            created.extend(compact.append(h))
+        for j in range(count):
+            created.extend(compact.append(merkle.leaf_hash(b"block %d leaf %d" % (i, j))))
         stored.update(((level, index), h) for level, index, h in created)
         per_block.append(created)
     return stored, per_block
