@@ -13,7 +13,7 @@ from typing import NamedTuple
 import plyvel
 
 from ledger.storage import _codec as codec
-from ledger.storage._upper_levels import UpperLevels
+from ledger.storage._upper_levels import HASH, UpperLevels
 from provledger.errors import NotFoundError, StorageError
 
 __all__ = ["BlockRecord", "Head", "LevelDBStore", "NewLeaf", "event_digest"]
@@ -158,19 +158,21 @@ class LevelDBStore:
         return value
 
     def _level_hashes(self, level: int, count: int) -> bytes:
-        """The first `count` hashes of a level, joined, or those before the first gap."""
+        """The first `count` hashes of a level, joined, or those before the first gap or
+        malformed value."""
         it = self._db.iterator(
             start=codec.node_key(level, 0), stop=codec.node_key(level, count), include_key=False
         )
         with it:
-            joined = b"".join(it)
-        if len(joined) == count * 32:  # count distinct keys below `count`: all of them
-            return joined
+            values = list(it)
+        # `count` distinct keys below `count` are all of them.
+        if len(values) == count and all(len(value) == HASH for value in values):
+            return b"".join(values)
         found = []
         it = self._db.iterator(start=codec.node_key(level, 0), stop=codec.node_key(level, count))
         with it:
             for expected, (key, value) in enumerate(it):
-                if key != codec.node_key(level, expected):
+                if key != codec.node_key(level, expected) or len(value) != HASH:
                     break
                 found.append(value)
         return b"".join(found)
