@@ -51,6 +51,7 @@ def raw_store_rate(path: Path, leaves: int = 100_000) -> float:
         create_if_missing=True,
         bloom_filter_bits=10,
         write_buffer_size=32 << 20,
+        block_size=64 << 10,
         compression=None,
     )
     leaf = training_event("urn:bench:raw")
