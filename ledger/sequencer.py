@@ -1,11 +1,13 @@
 """The leader's write path: admit entries, seal them into signed blocks, commit, acknowledge.
 
 Admission (any request thread) checks `(source, id)` against committed and pending
-entries and queues the entry. One sequencer thread seals a block when it holds
+entries and queues the entry. The sequencer thread seals a block when it holds
 `max_block_entries` entries, `max_block_bytes` bytes, or `max_block_delay` after its
-first entry; integrates it into the tree; signs header and checkpoint; commits
-through the coordinator and the store; then resolves the waiting tickets. Nothing is
-acknowledged before the block is durable.
+first entry: integrates it into the tree and signs header and checkpoint. The committer
+thread commits each sealed block, in order, through the coordinator and the store, then
+resolves the waiting tickets. Block h+1 is sealed while block h is being written; nothing
+is acknowledged before its block is durable, and a block whose predecessor was not
+committed is refused with it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import dataclasses
 import hashlib
 import itertools
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -212,6 +215,23 @@ class SealedBlock:
     leaves: tuple[bytes, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class _Sealed:
+    """A block sealed and signed on top of `base`, on its way to be committed."""
+
+    batch: list[_Pending]
+    base: LogState
+    block: SealedBlock
+    payload: bytes  # what the coordinator stores (empty for the local one)
+    nodes: list[tuple[int, int, bytes]]
+    state: LogState  # the state it leaves
+    receipt: BlockReceipt
+
+    @property
+    def record(self) -> BlockRecord:
+        return self.block.record
+
+
 def extend_tree(
     state: LogState, leaf_hashes: list[bytes]
 ) -> tuple[merkle.CompactRange, dict[tuple[int, int], bytes], list[tuple[int, int, bytes]]]:
@@ -269,7 +289,10 @@ class Sequencer:
         self._generation = 0  # blocks finished; see submit()
         self._running = False
         self._failed: LedgerError | None = None
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        # Blocks sealed but not yet committed, in order; None once sealing has stopped.
+        self._sealed: queue.Queue[_Sealed | None] = queue.Queue(maxsize=1)
+        self._rewind = False  # a block was not committed: seal the next on `state` again
         self._filter: IdentityFilter | None = None
 
     # lifecycle
@@ -279,11 +302,17 @@ class Sequencer:
         self._filter = IdentityFilter(self._store.event_digests, head.tree_size if head else 0)
         self._term = term
         self._running = True
-        self._thread = threading.Thread(target=self._run, name="sequencer", daemon=True)
-        self._thread.start()
+        self._sealed = queue.Queue(maxsize=1)
+        self._threads = [
+            threading.Thread(target=self._seal_blocks, name="sequencer", daemon=True),
+            threading.Thread(target=self._commit_blocks, name="committer", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, reason: str = "the node is shutting down") -> None:
         """Stops sealing; every entry still waiting is answered UNAVAILABLE with `reason`.
+        A block already sealed is committed (or refused by the coordinator) first.
 
         A cluster leader that loses its lease stops this way and may start again later
         with a new term (`start`), after adopting what other leaders committed.
@@ -291,9 +320,9 @@ class Sequencer:
         with self._lock:
             self._running = False
             self._wakeup.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._threads = []
         if self._filter is not None:
             self._filter.close()  # a closed filter still answers, from what it has
         self._fail_all(UnavailableError(reason, retry_after=1))
@@ -430,33 +459,74 @@ class Sequencer:
             self._queued_bytes -= size
             return batch
 
-    def _run(self) -> None:
+    def _seal_blocks(self) -> None:
+        """Seals each batch on the tip left by the block before it, committed or not:
+        block h+1 is sealed while block h is still being written."""
+        tip = self.state
         while True:
             batch = self._take_batch()
             if batch is None:
-                return
+                break
+            with self._lock:
+                if self._rewind:  # a block was refused: extend what is committed
+                    self._rewind = False
+                    tip = self.state
             try:
-                receipts = self._seal_and_commit(batch)
-            except StorageError as exc:
-                log.error("storage failed, the node stops sequencing: %s", exc)
-                self._finish(batch, exc)
-                with self._lock:
-                    self._failed = UnavailableError(f"storage failed: {exc}", retry_after=5)
-                    self._running = False
-                self._fail_all(self._failed)
-                return
-            except LedgerError as exc:
-                log.warning("block not committed: %s", exc)
-                self._finish(batch, exc)
-                continue
+                sealed = self._seal(batch, tip)
             except Exception as exc:  # a bug: fail the batch, keep the node alive
                 log.exception("sealing a block failed")
                 self._finish(batch, UnavailableError(f"internal error while sealing: {exc}"))
                 continue
-            self._finish(batch, receipts)
+            self._sealed.put(sealed)
+            tip = sealed.state
+        self._sealed.put(None)
 
-    def _seal_and_commit(self, batch: list[_Pending]) -> list[Committed]:
-        state = self.state
+    def _commit_blocks(self) -> None:
+        """Commits the sealed blocks in order and answers their entries. A block whose
+        predecessor was not committed is refused with it, and sealing starts again from
+        the committed state."""
+        while (sealed := self._sealed.get()) is not None:
+            if self._failed is not None:
+                self._finish(sealed.batch, self._failed)
+                continue
+            if sealed.base.head_hash != self.state.head_hash:
+                self._finish(
+                    sealed.batch,
+                    UnavailableError(
+                        f"block {sealed.record.height} not committed: the block before it "
+                        "was not; retry",
+                        retry_after=1,
+                    ),
+                )
+                continue
+            try:
+                receipts = self._commit(sealed)
+            except StorageError as exc:
+                log.error("storage failed, the node stops sequencing: %s", exc)
+                self._finish(sealed.batch, exc)
+                with self._lock:
+                    self._failed = UnavailableError(f"storage failed: {exc}", retry_after=5)
+                    self._running = False
+                    self._wakeup.notify_all()
+                self._fail_all(self._failed)
+                continue
+            except LedgerError as exc:
+                log.warning("block not committed: %s", exc)
+                self._refused(sealed, exc)
+                continue
+            except Exception as exc:  # a bug: fail the batch, keep the node alive
+                log.exception("committing a block failed")
+                self._refused(sealed, UnavailableError(f"internal error while committing: {exc}"))
+                continue
+            self._finish(sealed.batch, receipts)
+
+    def _refused(self, sealed: _Sealed, error: LedgerError) -> None:
+        with self._lock:
+            self._rewind = True
+        self._finish(sealed.batch, error)
+
+    def _seal(self, batch: list[_Pending], state: LogState) -> _Sealed:
+        """Block `batch` on top of `state`, signed, with the state it leaves."""
         first = state.tree_size
         height = 0 if state.height is None else state.height + 1
         leaf_hashes = [p.entry.leaf_hash for p in batch]
@@ -487,28 +557,12 @@ class Sequencer:
             first_index=first,
             count=len(batch),
         )
-        sealed = SealedBlock(record, tuple(p.entry.leaf for p in batch))
+        block = SealedBlock(record, tuple(p.entry.leaf for p in batch))
         payload = (
-            self._encode_block(sealed)
+            self._encode_block(block)
             if self._encode_block and self._coordinator.needs_payload
             else b""
         )
-        self._coordinator.commit(
-            CommitRecord(height, header_hash, state.head_hash, self._term, payload, tree_size)
-        )
-        self._store.apply_block(
-            record,
-            [
-                NewLeaf(
-                    p.entry.leaf, p.entry.leaf_hash, p.entry.identity, p.entry.type, p.entry.subject
-                )
-                for p in batch
-            ],
-            nodes,
-            Head(height, header_hash, tree_size, self._term),
-        )
-        if self._filter is not None:
-            self._filter.add([p.entry.identity for p in batch])
         new_state = LogState(
             tree_size,
             tree_root,
@@ -518,15 +572,42 @@ class Sequencer:
             checkpoint,
             tuple(compact.hashes()),
         )
-        with self._lock:
-            self.state = new_state
-        if self._on_commit is not None:
-            self._on_commit(sealed, new_state)
-
-        block = BlockReceipt(
+        receipt = BlockReceipt(
             height, first, tree_size, checkpoint, state.frontier, leaf_hashes, known
         )
-        return [Committed(block, index) for index in range(first, tree_size)]
+        return _Sealed(batch, state, block, payload, nodes, new_state, receipt)
+
+    def _commit(self, sealed: _Sealed) -> list[Committed]:
+        record, state, batch = sealed.record, sealed.state, sealed.batch
+        self._coordinator.commit(
+            CommitRecord(
+                record.height,
+                record.header_hash,
+                sealed.base.head_hash,
+                self._term,
+                sealed.payload,
+                state.tree_size,
+            )
+        )
+        self._store.apply_block(
+            record,
+            [
+                NewLeaf(
+                    p.entry.leaf, p.entry.leaf_hash, p.entry.identity, p.entry.type, p.entry.subject
+                )
+                for p in batch
+            ],
+            sealed.nodes,
+            Head(record.height, record.header_hash, state.tree_size, self._term),
+        )
+        if self._filter is not None:
+            self._filter.add([p.entry.identity for p in batch])
+        with self._lock:
+            self.state = state
+        if self._on_commit is not None:
+            self._on_commit(sealed.block, state)
+        block = sealed.receipt
+        return [Committed(block, index) for index in range(block.first_index, block.tree_size)]
 
     def _finish(self, batch: list[_Pending], outcome: list[Committed] | LedgerError) -> None:
         with self._lock:
