@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node-id", help="overrides node_id")
     parser.add_argument("--log-level", default=os.environ.get("PROVLEDGER_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
-    # The sequencer thread releases the GIL for every fsync; with the default 5 ms
+    # The committer thread releases the GIL for every fsync; with the default 5 ms
     # switch interval it then waits behind busy request threads to get it back.
     sys.setswitchinterval(0.0005)
     logging.basicConfig(
