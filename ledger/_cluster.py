@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ledger._etcd import EtcdCoordinator, LeaderInfo, Member
 from ledger._peers import Peers
+from ledger._push_cache import PushCache
 from ledger._replica import Replica, block_message, encode_payload
 from ledger.sequencer import LogState, SealedBlock
 from provledger.blocks import BlockSignature, verify_header_signature
@@ -59,8 +59,7 @@ class ClusterRole:
         self._pushers: list[_Pusher] = []
         self._committed = threading.Condition()
         # Recent blocks, serialized once for etcd and every follower's push.
-        self._recent: OrderedDict[int, bytes] = OrderedDict()
-        self._encoded: tuple[int, bytes] | None = None
+        self._pushable = PushCache(keep=_RECENT_BLOCKS)
         self._signature_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         coordinator.on_lost_leadership(self._on_lost)
@@ -170,8 +169,7 @@ class ClusterRole:
                 "was lost or this store belongs to another cluster"
             )
         self.coordinator.begin_term(head)
-        with self._committed:
-            self._recent.clear()
+        self._pushable.clear()
         with self.replica.lock:
             if self._lost.is_set():
                 return
@@ -239,24 +237,19 @@ class ClusterRole:
 
     def encode_block(self, sealed: SealedBlock) -> bytes:
         serialized = block_message(sealed.record, sealed.leaves).SerializeToString()
-        self._encoded = (sealed.record.height, serialized)
+        self._pushable.sealed(sealed.record.height, serialized)
         return encode_payload(serialized)
 
     def on_commit(self, sealed: SealedBlock, state: LogState) -> None:
         height = sealed.record.height
-        encoded = self._encoded
+        self._pushable.committed(height)
         with self._committed:
-            if encoded is not None and encoded[0] == height:
-                self._recent[height] = encoded[1]
-                while len(self._recent) > _RECENT_BLOCKS:
-                    self._recent.popitem(last=False)
             self._committed.notify_all()
         self.coordinator.report_applied(height)
 
     def block_for_push(self, height: int) -> bytes:
         """Block `height` as a serialized pb.Block."""
-        with self._committed:
-            cached = self._recent.get(height)
+        cached = self._pushable.get(height)
         if cached is not None:
             return cached
         record = self.node.store.block(height)
