@@ -58,7 +58,7 @@ class ClusterRole:
         self._leading = False
         self._pushers: list[_Pusher] = []
         self._committed = threading.Condition()
-        # Recent blocks, serialized once for etcd and every follower's push.
+        # Recent blocks, encoded once for etcd and every follower's push.
         self._pushable = PushCache(keep=_RECENT_BLOCKS)
         self._signature_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -236,9 +236,9 @@ class ClusterRole:
     # the leader's side of replication
 
     def encode_block(self, sealed: SealedBlock) -> bytes:
-        serialized = block_message(sealed.record, sealed.leaves).SerializeToString()
-        self._pushable.sealed(sealed.record.height, serialized)
-        return encode_payload(serialized)
+        payload = encode_payload(block_message(sealed.record, sealed.leaves).SerializeToString())
+        self._pushable.sealed(sealed.record.height, payload)
+        return payload
 
     def on_commit(self, sealed: SealedBlock, state: LogState) -> None:
         height = sealed.record.height
@@ -248,7 +248,8 @@ class ClusterRole:
         self.coordinator.report_applied(height)
 
     def block_for_push(self, height: int) -> bytes:
-        """Block `height` as a serialized pb.Block."""
+        """Block `height` as a push payload: as etcd holds it while cached, else the
+        serialized Block (a payload too; not worth compressing for a catch-up push)."""
         cached = self._pushable.get(height)
         if cached is not None:
             return cached

@@ -29,7 +29,7 @@ MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 FORWARDED_KEY = "provledger-forwarded"  # metadata on a write a follower forwards
 # Pushed as bytes the leader serialized once (no request serializer): a block is 700 KB
 # of leaves, and each follower's push would otherwise serialize it again.
-_PUSH_BLOCK = "/provledger.v1.Replication/PushBlock"
+_PUSH_PAYLOAD = "/provledger.v1.Replication/PushPayload"
 
 
 class Peers:
@@ -77,13 +77,17 @@ class Peers:
     def replication(self, address: str) -> rpb_grpc.ReplicationStub:
         return rpb_grpc.ReplicationStub(self.channel(address))
 
-    def push(self, address: str, block: bytes, timeout: float) -> rpb.PushBlockResponse:
-        """Offers a serialized pb.Block (serialized once for every follower)."""
+    def push(self, address: str, payload: bytes, timeout: float) -> rpb.PushBlockResponse:
+        """Offers a block as its etcd payload (made once for etcd and every follower)."""
         push = self.channel(address).unary_unary(
-            _PUSH_BLOCK, response_deserializer=rpb.PushBlockResponse.FromString
+            _PUSH_PAYLOAD,
+            request_serializer=rpb.BlockPayload.SerializeToString,
+            response_deserializer=rpb.PushBlockResponse.FromString,
         )
         try:
-            response: rpb.PushBlockResponse = push(block, timeout=timeout)
+            response: rpb.PushBlockResponse = push(
+                rpb.BlockPayload(payload=payload), timeout=timeout
+            )
         except grpc.RpcError as exc:
             raise _error(address, exc) from None
         return response

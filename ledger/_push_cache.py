@@ -1,6 +1,6 @@
-"""The leader's serialized blocks for pushing to followers: each block is serialized
-once, when sealed (its etcd payload is made from the same bytes), and served from here
-to every follower once committed."""
+"""The leader's blocks for pushing to followers: each block is encoded once, when
+sealed, as the payload etcd stores, and served from here to every follower once
+committed."""
 
 from __future__ import annotations
 
@@ -25,19 +25,19 @@ class PushCache:
         self._sealed: OrderedDict[int, bytes] = OrderedDict()
         self._committed: OrderedDict[int, bytes] = OrderedDict()
 
-    def sealed(self, height: int, serialized: bytes) -> None:
+    def sealed(self, height: int, payload: bytes) -> None:
         with self._lock:
             self._sealed.pop(height, None)
-            self._sealed[height] = serialized
+            self._sealed[height] = payload
             while len(self._sealed) > self._ahead:
                 self._sealed.popitem(last=False)
 
     def committed(self, height: int) -> None:
         with self._lock:
-            serialized = self._sealed.pop(height, None)
-            if serialized is None:
+            payload = self._sealed.pop(height, None)
+            if payload is None:
                 return
-            self._committed[height] = serialized
+            self._committed[height] = payload
             while len(self._committed) > self._keep:
                 self._committed.popitem(last=False)
 

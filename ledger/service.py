@@ -16,6 +16,7 @@ import grpc
 from ledger._auth import Principal
 from ledger._node import EntryView, ExportFrontier, LedgerNode
 from ledger._peers import FORWARDED_KEY
+from ledger._replica import decode_block
 from ledger.sequencer import BlockReceipt, Committed, Outcome, Receipt
 from ledger.storage import BlockRecord
 from provledger.errors import (
@@ -480,11 +481,21 @@ class ReplicationService(rpb_grpc.ReplicationServicer):
             abort(context, exc)
 
     def PushBlock(self, request: pb.Block, context: grpc.ServicerContext) -> rpb.PushBlockResponse:
+        return self._offer(lambda: request, context)
+
+    def PushPayload(
+        self, request: rpb.BlockPayload, context: grpc.ServicerContext
+    ) -> rpb.PushBlockResponse:
+        return self._offer(lambda: decode_block(request.payload), context)
+
+    def _offer(
+        self, block: Callable[[], pb.Block], context: grpc.ServicerContext
+    ) -> rpb.PushBlockResponse:
         cluster = self.node.cluster
         try:
             if cluster is None:
                 raise UnavailableError("this node is not a cluster member", retry_after=60)
-            outcome = cluster.replica.offer(request, sender=context.peer(), confirm=True)
+            outcome = cluster.replica.offer(block(), sender=context.peer(), confirm=True)
         except LedgerError as exc:
             abort(context, exc)
         response = rpb.PushBlockResponse(

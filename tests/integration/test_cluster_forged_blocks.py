@@ -1,22 +1,27 @@
 """A follower refuses forged blocks pushed to it (bad signature, wrong prev hash, wrong
-root, and a well-formed block that etcd never committed): each is named in its log and
+root, and a well-formed block that etcd never committed), whether pushed as a Block or
+as a compressed payload, and a payload that is no block: each is named in its log and
 none is applied; the cluster then carries on with the real blocks."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import time
+import zlib
 from pathlib import Path
 
 import grpc
 import pytest
 
+from ledger._replica import encode_payload
 from provledger import merkle
 from provledger.blocks import BlockHeader, sign_header, timestamp_ms
 from provledger.events import leaf_bytes
 from provledger.note import Signer
 from provledger.v1 import ledger_pb2 as pb
+from provledger.v1 import replication_pb2 as rpb
 from tests.harness.cluster import ClusterNode, LoadClients, check_cluster, start_cluster
 from tests.harness.procs import wait_until
 
@@ -107,15 +112,31 @@ def test_forged_blocks_are_refused_and_never_applied(tmp_path: Path) -> None:
             ),
             "etcd has committed no block": _block(good, leaves, log_key),
         }
-        for reason, block in forged.items():
+        replication = follower.replication()
+        pushes = {
+            "Block": replication.PushBlock,
+            "payload": lambda block, timeout: replication.PushPayload(
+                rpb.BlockPayload(payload=encode_payload(block.SerializeToString())),
+                timeout=timeout,
+            ),
+        }
+        for (reason, block), (form, push) in itertools.product(forged.items(), pushes.items()):
             with pytest.raises(grpc.RpcError) as refused:
-                follower.replication().PushBlock(block, timeout=10)
-            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, reason
+                push(block, timeout=10)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (reason, form)
             assert reason in (refused.value.details() or ""), refused.value.details()
             line = f"refused block (hash {bytes(block.hash).hex()})"
             wait_until(lambda line=line: line in follower.log(), 10, f"the log to name {reason}")
             after = follower.status()
             assert (after.height, after.head_hash) == (status.height, status.head_hash)
+        for payload, reason in (
+            (b"\x01" + b"not zlib", "block payload does not decompress"),
+            (b"\x01" + zlib.compress(b"\xff" * 64), "block payload is not a block"),
+        ):
+            with pytest.raises(grpc.RpcError) as refused:
+                replication.PushPayload(rpb.BlockPayload(payload=payload), timeout=10)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, reason
+            assert reason in (refused.value.details() or ""), refused.value.details()
 
         # The cluster carries on with real blocks; none of the forged ones is anywhere.
         load = LoadClients(cluster, clients=2, batch=10, timeout=3.0).start()

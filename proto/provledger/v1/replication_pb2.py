@@ -25,17 +25,19 @@ _sym_db = _symbol_database.Default()
 from provledger.v1 import ledger_pb2 as provledger_dot_v1_dot_ledger__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fprovledger/v1/replication.proto\x12\rprovledger.v1\x1a\x1aprovledger/v1/ledger.proto\"O\n\x12\x46\x65tchBlocksRequest\x12\x13\n\x0b\x66rom_height\x18\x01 \x01(\x04\x12\x16\n\tto_height\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x0c\n\n_to_height\"\x7f\n\x11PushBlockResponse\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x30\n\tsignature\x18\x02 \x01(\x0b\x32\x1d.provledger.v1.BlockSignature\x12\x13\n\x0b\x63osignature\x18\x03 \x01(\t\x12\x13\n\x0bnext_height\x18\x04 \x01(\x04\x32\x9c\x01\n\x0bReplication\x12H\n\x0b\x46\x65tchBlocks\x12!.provledger.v1.FetchBlocksRequest\x1a\x14.provledger.v1.Block0\x01\x12\x43\n\tPushBlock\x12\x14.provledger.v1.Block\x1a .provledger.v1.PushBlockResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fprovledger/v1/replication.proto\x12\rprovledger.v1\x1a\x1aprovledger/v1/ledger.proto\"\x1f\n\x0c\x42lockPayload\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"O\n\x12\x46\x65tchBlocksRequest\x12\x13\n\x0b\x66rom_height\x18\x01 \x01(\x04\x12\x16\n\tto_height\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x0c\n\n_to_height\"\x7f\n\x11PushBlockResponse\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x30\n\tsignature\x18\x02 \x01(\x0b\x32\x1d.provledger.v1.BlockSignature\x12\x13\n\x0b\x63osignature\x18\x03 \x01(\t\x12\x13\n\x0bnext_height\x18\x04 \x01(\x04\x32\xea\x01\n\x0bReplication\x12H\n\x0b\x46\x65tchBlocks\x12!.provledger.v1.FetchBlocksRequest\x1a\x14.provledger.v1.Block0\x01\x12\x43\n\tPushBlock\x12\x14.provledger.v1.Block\x1a .provledger.v1.PushBlockResponse\x12L\n\x0bPushPayload\x12\x1b.provledger.v1.BlockPayload\x1a .provledger.v1.PushBlockResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'provledger.v1.replication_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FETCHBLOCKSREQUEST']._serialized_start=78
-  _globals['_FETCHBLOCKSREQUEST']._serialized_end=157
-  _globals['_PUSHBLOCKRESPONSE']._serialized_start=159
-  _globals['_PUSHBLOCKRESPONSE']._serialized_end=286
-  _globals['_REPLICATION']._serialized_start=289
-  _globals['_REPLICATION']._serialized_end=445
+  _globals['_BLOCKPAYLOAD']._serialized_start=78
+  _globals['_BLOCKPAYLOAD']._serialized_end=109
+  _globals['_FETCHBLOCKSREQUEST']._serialized_start=111
+  _globals['_FETCHBLOCKSREQUEST']._serialized_end=190
+  _globals['_PUSHBLOCKRESPONSE']._serialized_start=192
+  _globals['_PUSHBLOCKRESPONSE']._serialized_end=319
+  _globals['_REPLICATION']._serialized_start=322
+  _globals['_REPLICATION']._serialized_end=556
 # @@protoc_insertion_point(module_scope)

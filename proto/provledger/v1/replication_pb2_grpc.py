@@ -45,6 +45,11 @@ class ReplicationStub:
                 request_serializer=provledger_dot_v1_dot_ledger__pb2.Block.SerializeToString,
                 response_deserializer=provledger_dot_v1_dot_replication__pb2.PushBlockResponse.FromString,
                 _registered_method=True)
+        self.PushPayload = channel.unary_unary(
+                '/provledger.v1.Replication/PushPayload',
+                request_serializer=provledger_dot_v1_dot_replication__pb2.BlockPayload.SerializeToString,
+                response_deserializer=provledger_dot_v1_dot_replication__pb2.PushBlockResponse.FromString,
+                _registered_method=True)
 
 
 class ReplicationServicer:
@@ -66,6 +71,14 @@ class ReplicationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PushPayload(self, request, context):
+        """The same, the block in the form the etcd window stores it: a zlib-compressed
+        Block, a fifteenth of its size for JSON leaves. What a leader sends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReplicationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +90,11 @@ def add_ReplicationServicer_to_server(servicer, server):
             'PushBlock': grpc.unary_unary_rpc_method_handler(
                     servicer.PushBlock,
                     request_deserializer=provledger_dot_v1_dot_ledger__pb2.Block.FromString,
+                    response_serializer=provledger_dot_v1_dot_replication__pb2.PushBlockResponse.SerializeToString,
+            ),
+            'PushPayload': grpc.unary_unary_rpc_method_handler(
+                    servicer.PushPayload,
+                    request_deserializer=provledger_dot_v1_dot_replication__pb2.BlockPayload.FromString,
                     response_serializer=provledger_dot_v1_dot_replication__pb2.PushBlockResponse.SerializeToString,
             ),
     }
@@ -133,6 +151,33 @@ class Replication:
             target,
             '/provledger.v1.Replication/PushBlock',
             provledger_dot_v1_dot_ledger__pb2.Block.SerializeToString,
+            provledger_dot_v1_dot_replication__pb2.PushBlockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushPayload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/provledger.v1.Replication/PushPayload',
+            provledger_dot_v1_dot_replication__pb2.BlockPayload.SerializeToString,
             provledger_dot_v1_dot_replication__pb2.PushBlockResponse.FromString,
             options,
             channel_credentials,
