@@ -302,10 +302,17 @@ class Sequencer:
         self._filter = IdentityFilter(self._store.event_digests, head.tree_size if head else 0)
         self._term = term
         self._running = True
-        self._sealed = queue.Queue(maxsize=1)
+        # Each start has its own hand-over queue: a thread of an earlier start that
+        # outlived stop()'s wait can never take a block of this one.
+        sealed: queue.Queue[_Sealed | None] = queue.Queue(maxsize=1)
+        self._sealed = sealed
         self._threads = [
-            threading.Thread(target=self._seal_blocks, name="sequencer", daemon=True),
-            threading.Thread(target=self._commit_blocks, name="committer", daemon=True),
+            threading.Thread(
+                target=self._seal_blocks, args=(sealed,), name="sequencer", daemon=True
+            ),
+            threading.Thread(
+                target=self._commit_blocks, args=(sealed,), name="committer", daemon=True
+            ),
         ]
         for thread in self._threads:
             thread.start()
@@ -459,7 +466,7 @@ class Sequencer:
             self._queued_bytes -= size
             return batch
 
-    def _seal_blocks(self) -> None:
+    def _seal_blocks(self, handover: queue.Queue[_Sealed | None]) -> None:
         """Seals each batch on the tip left by the block before it, committed or not:
         block h+1 is sealed while block h is still being written."""
         tip = self.state
@@ -477,15 +484,15 @@ class Sequencer:
                 log.exception("sealing a block failed")
                 self._finish(batch, UnavailableError(f"internal error while sealing: {exc}"))
                 continue
-            self._sealed.put(sealed)
+            handover.put(sealed)
             tip = sealed.state
-        self._sealed.put(None)
+        handover.put(None)
 
-    def _commit_blocks(self) -> None:
+    def _commit_blocks(self, handover: queue.Queue[_Sealed | None]) -> None:
         """Commits the sealed blocks in order and answers their entries. A block whose
         predecessor was not committed is refused with it, and sealing starts again from
         the committed state."""
-        while (sealed := self._sealed.get()) is not None:
+        while (sealed := handover.get()) is not None:
             if self._failed is not None:
                 self._finish(sealed.batch, self._failed)
                 continue
