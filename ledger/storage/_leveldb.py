@@ -70,10 +70,10 @@ class LevelDBStore:
                 # node on two cores runs out of CPU long before it runs out of disk.
                 # Either setting reads what the other wrote.
                 compression="snappy" if compress else None,
-                # 64 KB table blocks rather than LevelDB's 4 KB: compactions, which cost
-                # a node about as much CPU as its writes, take 10 to 25 % less (1 M
-                # events of 500 bytes in blocks of 1,000), and point reads and proofs at
-                # 1 M entries are no slower.
+                # 64 KB table blocks rather than LevelDB's 4 KB: at 1 M entries a proof
+                # in the store reads about a quarter faster (fewer index blocks), and
+                # compactions, which cost a node about as much CPU as its writes, took
+                # 0 to 25 % less in our runs (bench/bench_storage.py compares).
                 block_size=64 * 1024,
                 lru_cache_size=64 * 1024 * 1024,
                 write_buffer_size=32 * 1024 * 1024,

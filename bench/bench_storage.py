@@ -1,0 +1,197 @@
+"""Storage benchmark: the node's LevelDB write path alone, and what LevelDB's
+compactions cost it.
+
+Writes blocks of 1,000 ~500-byte leaves through `LevelDBStore.apply_block` (one
+synchronous WriteBatch per block: leaves, both digest indexes, type and subject
+indexes, tree nodes, header, head), timing the writing thread's CPU and, apart, the CPU
+of LevelDB's background thread (memtable flushes and compactions). The limit beside it
+is a bare plyvel loop writing the same keys in the same batches, with the store's 64 KB
+table blocks and with LevelDB's default 4 KB ones.
+
+    python bench/bench_storage.py            # 1 M events (about 2 minutes)
+    python bench/bench_storage.py --quick    # 200 k events
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import header, row
+
+BLOCK = 1_000
+_FILLER = b"x" * 430  # with the id and framing, a leaf of about 500 bytes
+_SUBJECTS = [f"model:fraud-{i}" for i in range(7)]
+
+
+def _thread_cpu() -> dict[str, float]:
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        out[tid] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+def _leaves(first: int) -> list[tuple[bytes, bytes, bytes, str, str]]:
+    """(leaf, leaf hash, identity digest, type, subject) of one block's events."""
+    from ledger.storage import event_digest
+    from provledger import merkle
+
+    out = []
+    for n in range(first, first + BLOCK):
+        leaf = b'{"event":{"id":"e-%d","source":"urn:bench:storage"},"pad":"%s"}' % (n, _FILLER)
+        out.append(
+            (
+                leaf,
+                merkle.leaf_hash(leaf),
+                event_digest("urn:bench:storage", f"e-{n}"),
+                "provledger.training.v1",
+                _SUBJECTS[n % len(_SUBJECTS)],
+            )
+        )
+    return out
+
+
+def measure(
+    prepare: Callable[[int], object], write: Callable[[object], None], events: int
+) -> tuple[float, float, float]:
+    """(events/s, writing thread µs/event, background threads µs/event) of `write`,
+    called once per block with what `prepare` made of it outside the timing."""
+    me = str(threading.get_native_id())
+    before = _thread_cpu()
+    mine = 0.0
+    elapsed = 0.0
+    for first in range(0, events, BLOCK):
+        block = prepare(first)
+        start_cpu, start = time.thread_time(), time.perf_counter()
+        write(block)
+        mine += time.thread_time() - start_cpu
+        elapsed += time.perf_counter() - start
+    after = _thread_cpu()
+    others = sum(v - before.get(t, 0.0) for t, v in after.items() if t != me)
+    return events / elapsed, mine / events * 1e6, others / events * 1e6
+
+
+def store_run(path: Path, events: int) -> tuple[float, float, float]:
+    from ledger.sequencer import LogState, extend_tree
+    from ledger.storage import BlockRecord, Head, LevelDBStore, NewLeaf
+    from provledger import merkle
+
+    store = LevelDBStore(path)
+    state = LogState(0, merkle.EMPTY_ROOT, None, b"\0" * 32, 0, "", ())
+
+    def prepare(first: int) -> object:
+        nonlocal state
+        made = [NewLeaf(*leaf) for leaf in _leaves(first)]
+        compact, _, nodes = extend_tree(state, [leaf.leaf_hash for leaf in made])
+        height = first // BLOCK
+        state = LogState(compact.size, b"", height, b"", 0, "", tuple(compact.hashes()))
+        record = BlockRecord(height, b"{}", b"h" * 32, ({"node": "n"},), first, BLOCK)
+        return (record, made, nodes, Head(height, b"h" * 32, compact.size, 0))
+
+    def write(block: object) -> None:
+        store.apply_block(*block)  # type: ignore[misc]
+
+    try:
+        return measure(prepare, write, events)
+    finally:
+        store.close()
+
+
+def raw_run(path: Path, events: int, block_size: int) -> tuple[float, float, float]:
+    import plyvel
+
+    db = plyvel.DB(
+        str(path),
+        create_if_missing=True,
+        bloom_filter_bits=10,
+        compression=None,
+        lru_cache_size=64 << 20,
+        write_buffer_size=32 << 20,
+        block_size=block_size,
+    )
+
+    def keys(first: int) -> object:
+        out = []
+        for offset, (leaf, leaf_hash, identity, kind, subject) in enumerate(_leaves(first)):
+            key = (first + offset).to_bytes(8, "big")
+            out += [
+                (b"L" + key, leaf),
+                (b"H" + leaf_hash, key),
+                (b"E" + identity, key),
+                (b"T" + kind.encode() + b"\0" + key, b""),
+                (b"U" + subject.encode() + b"\0" + key, kind.encode()),
+                (b"N\0" + key, leaf_hash),
+            ]
+            if offset % 2:
+                out.append((b"N\1" + key, leaf_hash))
+        return out
+
+    def write(block: object) -> None:
+        with db.write_batch(sync=True) as batch:
+            for key, value in block:  # type: ignore[attr-defined]
+                batch.put(key, value)
+
+    try:
+        return measure(keys, write, events)
+    finally:
+        db.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="200 k events")
+    args = parser.parse_args()
+    events = 200_000 if args.quick else args.events
+    events -= events % BLOCK
+
+    with tempfile.TemporaryDirectory(prefix="bench-storage-") as tmp:
+        results = {}
+        for name, run in (
+            ("store", lambda p: store_run(p, events)),
+            ("raw64", lambda p: raw_run(p, events, 64 << 10)),
+            ("raw4", lambda p: raw_run(p, events, 4 << 10)),
+        ):
+            path = Path(tmp) / name
+            results[name] = run(path)
+            shutil.rmtree(path)
+
+    store, raw64, raw4 = results["store"], results["raw64"], results["raw4"]
+    header(f"LevelDB write path, {events:,} events of ~500 bytes in synchronous blocks of 1,000")
+    row(
+        "LevelDBStore.apply_block",
+        f"{store[0]:,.0f} events/s",
+        f"{raw64[0]:,.0f} events/s bare plyvel, same keys",
+        f"{store[0] / raw64[0]:.2f}",
+    )
+    row(
+        "  CPU per event: writing thread / LevelDB background (flushes, compactions)",
+        f"{store[1]:.1f} / {store[2]:.1f} µs",
+        f"{raw64[1]:.1f} / {raw64[2]:.1f} µs bare plyvel",
+        "",
+    )
+    row(
+        "bare plyvel, LevelDB's default 4 KB table blocks",
+        f"{raw4[0]:,.0f} events/s; {raw4[1]:.1f} / {raw4[2]:.1f} µs",
+        f"{raw64[0]:,.0f} events/s with 64 KB blocks",
+        f"background {raw4[2] / raw64[2]:.2f}x the 64 KB one" if raw64[2] else "",
+    )
+
+
+if __name__ == "__main__":
+    main()
