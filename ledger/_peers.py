@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 FORWARDED_KEY = "provledger-forwarded"  # metadata on a write a follower forwards
-# Pushed as bytes the leader serialized once (no request serializer): a block is 700 KB
-# of leaves, and each follower's push would otherwise serialize it again.
+# A leader pushes each block as the payload it made once for etcd (zlib: 47 KB rather
+# than 700 KB of leaves for 1,000 events), not as a Block each push would serialize.
 _PUSH_PAYLOAD = "/provledger.v1.Replication/PushPayload"
 
 
