@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ledger.coordinator import CommitRecord, FencedError, LocalCoordinator
 from ledger.sequencer import Admitted, Committed, Sequencer, SequencerLimits, admitted
-from ledger.storage import LevelDBStore
+from ledger.storage import BlockRecord, LevelDBStore
 from provledger import merkle
 from provledger.blocks import BlockHeader
-from provledger.errors import LedgerError, UnavailableError
+from provledger.errors import LedgerError, StorageError, UnavailableError
 from provledger.events import entry_from_json
 from provledger.note import Signer
 from tests.harness.cluster import make_event
@@ -28,29 +29,45 @@ def event(i: int) -> Admitted:
 
 
 class HeldCoordinator(LocalCoordinator):
-    """The local coordinator, but a chosen height waits for `release` and may be refused."""
+    """The local coordinator, but the first commit of a chosen height waits for
+    `release`, then is refused (or, with `refuse=False`, goes ahead)."""
 
-    def __init__(self, store: LevelDBStore, held: int) -> None:
+    def __init__(self, store: LevelDBStore, held: int, refuse: bool) -> None:
         super().__init__(store, "n1", "127.0.0.1:1")
         self.held = held
+        self.refuse = refuse
         self.entered = threading.Event()
         self.release = threading.Event()
-        self.refuse = True
         self.heights: list[int] = []
 
     def commit(self, record: CommitRecord) -> None:
         self.heights.append(record.height)
-        if record.height == self.held and self.refuse:
-            self.refuse = False
+        if record.height == self.held and not self.entered.is_set():
             self.entered.set()
             assert self.release.wait(10)
-            raise FencedError(f"block {record.height}: refused by the test")
+            if self.refuse:
+                raise FencedError(f"block {record.height}: refused by the test")
         super().commit(record)
 
 
-def sequencer(tmp_path: Path, coordinator_held: int) -> tuple[Sequencer, HeldCoordinator]:
-    store = LevelDBStore(tmp_path / "db")
-    coordinator = HeldCoordinator(store, coordinator_held)
+class FailingStore(LevelDBStore):
+    """A store whose disk fails when block 1 is written."""
+
+    def apply_block(self, block: BlockRecord, *args: Any, **kwargs: Any) -> None:
+        if block.height == 1:
+            raise StorageError("cannot write block 1: disk full (the test)")
+        super().apply_block(block, *args, **kwargs)
+
+
+def sequencer(
+    tmp_path: Path,
+    coordinator_held: int,
+    *,
+    refuse: bool = True,
+    store_type: type[LevelDBStore] = LevelDBStore,
+) -> tuple[Sequencer, HeldCoordinator]:
+    store = store_type(tmp_path / "db")
+    coordinator = HeldCoordinator(store, coordinator_held, refuse)
     seq = Sequencer(
         store,
         coordinator,
@@ -92,6 +109,33 @@ def test_a_refused_block_takes_the_block_sealed_on_it_along(tmp_path: Path) -> N
         assert coordinator.heights == [0, 1, 1]  # block 2 never reached the coordinator
         leaf_hashes = [merkle.leaf_hash(store.leaf(i)) for i in range(4)]
         assert seq.state.root_hash == merkle.root(leaf_hashes)
+    finally:
+        coordinator.release.set()
+        seq.stop()
+        seq._store.close()
+
+
+def test_a_storage_failure_stops_sequencing_and_answers_every_entry(tmp_path: Path) -> None:
+    seq, coordinator = sequencer(
+        tmp_path, coordinator_held=1, refuse=False, store_type=FailingStore
+    )
+    try:
+        assert all(isinstance(o, Committed) for o in seq.submit([event(0), event(1)]).wait(10))
+        failing = seq.submit([event(2), event(3)])  # block 1, held, then its write fails
+        assert coordinator.entered.wait(10)
+        behind = seq.submit([event(4), event(5)])  # block 2, sealed on block 1
+        wait_until(seq._sealed.full, 10, "block 2 sealed while block 1 commits")
+        coordinator.release.set()
+
+        assert all(isinstance(o, StorageError) for o in failing.wait(10))
+        for outcome in behind.wait(10):
+            assert isinstance(outcome, UnavailableError)
+            assert "storage failed: cannot write block 1: disk full" in str(outcome)
+        assert seq.failed is not None and not seq.running
+        for outcome in seq.submit([event(6), event(7)]).wait(10):
+            assert isinstance(outcome, UnavailableError) and "storage failed" in str(outcome)
+        assert seq.state.height == 0 and seq.state.tree_size == 2
+        assert coordinator.heights == [0, 1]  # block 2 never reached the coordinator
     finally:
         coordinator.release.set()
         seq.stop()
