@@ -80,10 +80,16 @@ def _serve(chunks: Connection, answers: Connection, max_event_bytes: int) -> Non
     while True:
         try:
             raws, submitter = pickle.loads(chunks.recv_bytes())  # noqa: S301 (the node's pipe)
-            answers.send_bytes(
-                pickle.dumps(_admit(raws, submitter, max_event_bytes), pickle.HIGHEST_PROTOCOL)
-            )
         except (EOFError, OSError):  # the node is gone or closed the pipe
+            return
+        answer: list[Wire | None] | str
+        try:
+            answer = _admit(raws, submitter, max_event_bytes)
+        except Exception as exc:  # a bug: the node checks this chunk, and says why
+            answer = f"{type(exc).__name__}: {exc}"
+        try:
+            answers.send_bytes(pickle.dumps(answer, pickle.HIGHEST_PROTOCOL))
+        except OSError:
             return
 
 
@@ -116,7 +122,7 @@ class _Worker:
         answers_in.close()
         self._sending = threading.Lock()  # one chunk at a time into the pipe
         self._lock = threading.Lock()  # the answers awaited; never held while writing
-        self._waiting: deque[Future[list[Wire | None]]] = deque()
+        self._waiting: deque[Future[list[Wire | None] | str]] = deque()
         self._closed = False
         self._reader = threading.Thread(target=self._read, name="admission-answers", daemon=True)
         self._reader.start()
@@ -125,8 +131,8 @@ class _Worker:
     def backlog(self) -> int:
         return len(self._waiting)
 
-    def submit(self, raws: Sequence[bytes], submitter: str) -> Future[list[Wire | None]]:
-        future: Future[list[Wire | None]] = Future()
+    def submit(self, raws: Sequence[bytes], submitter: str) -> Future[list[Wire | None] | str]:
+        future: Future[list[Wire | None] | str] = Future()
         data = pickle.dumps((list(raws), submitter), pickle.HIGHEST_PROTOCOL)
         with self._sending:
             with self._lock:
@@ -145,7 +151,7 @@ class _Worker:
             try:
                 answer = pickle.loads(self._answers.recv_bytes())  # noqa: S301 (our worker)
             except (EOFError, OSError, pickle.UnpicklingError) as exc:
-                self._end(_WorkerGone(f"the worker ended ({exc or 'end of its pipe'})"))
+                self._end(_WorkerGone(f"the worker ended ({str(exc) or 'end of its pipe'})"))
                 return
             with self._lock:
                 future = self._waiting.popleft() if self._waiting else None
@@ -175,7 +181,7 @@ class _Worker:
 class Checking(NamedTuple):
     """A chunk under way in `worker`."""
 
-    future: Future[list[Wire | None]]
+    future: Future[list[Wire | None] | str]
     worker: _Worker
 
 
@@ -212,6 +218,9 @@ class AdmissionPool:
             accepted = checking.future.result()
         except Exception as exc:
             self._discard(checking.worker, exc)
+            return [None] * count
+        if isinstance(accepted, str):
+            log.error("an admission worker could not check a chunk (%s); the node does", accepted)
             return [None] * count
         if len(accepted) != count:
             return [None] * count
