@@ -2,6 +2,12 @@
 
 Changing anything here changes the on-disk format: bump FORMAT_VERSION and update the
 golden test (tests/unit/ledger/test_storage_format.py).
+
+Format 2 writes three keys per event (leaf, leaf hash, identity) and the rest once per
+block: the tree nodes, type and subject indexes a block adds are runs, each under the
+(level or type or subject, index) of its first element. Format 1 wrote one key per
+node and per index entry: a run of one. Format 2 reads both, so a format-1 database is
+upgraded by rewriting its format key.
 """
 
 from __future__ import annotations
@@ -9,18 +15,27 @@ from __future__ import annotations
 import hashlib
 import struct
 
-FORMAT_VERSION = b"provledger-leveldb/1"
+FORMAT_VERSION = b"provledger-leveldb/2"
+READABLE_VERSIONS = (b"provledger-leveldb/1", FORMAT_VERSION)
 
 META = b"M"  # M<name> -> value
 LEAF = b"L"  # L<u64 index> -> leaf bytes
 LEAF_HASH = b"H"  # H<32-byte leaf hash> -> u64 index
 EVENT_ID = b"E"  # E<sha256(u16 len source || source || id)> -> u64 index
-NODE = b"N"  # N<u8 level><u64 index> -> 32-byte hash of a complete subtree
+# N<u8 level><u64 index> -> the 32-byte hashes of the complete subtrees at that level
+# from that index on, one after another (a run; format 1: exactly one)
+NODE = b"N"
 BLOCK = b"B"  # B<u64 height> -> header JCS bytes
 SIGNATURES = b"S"  # S<u64 height> -> JSON list of signatures
 BLOCK_START = b"F"  # F<u64 first_index> -> u64 height
-TYPE_INDEX = b"T"  # T<type>\x00<u64 index> -> b""
-SUBJECT_INDEX = b"U"  # U<u16 len><subject><u64 index> -> type
+# T<type>\x00<u64 index> -> u64 indexes of that type from that one on (a run);
+# format 1: b"" for the key's index alone
+TYPE_INDEX = b"T"
+# U<u16 len><subject><u64 index> -> a run: RUN_MARK, u8 count of types, each type as u8
+# length + bytes, then per entry u64 index + u8 type number; format 1: the type of the
+# key's index alone (a type never starts with RUN_MARK)
+SUBJECT_INDEX = b"U"
+RUN_MARK = b"\x00"
 IDEMPOTENCY = b"K"  # K<key> -> JSON {digest, created, response}
 
 _U64 = struct.Struct(">Q")
@@ -83,3 +98,40 @@ def subject_prefix(subject: str) -> bytes:
 
 def idempotency_key(key: str) -> bytes:
     return IDEMPOTENCY + key.encode()
+
+
+def index_run(indexes: list[int]) -> bytes:
+    """A type index run: the indexes, ascending, as u64s."""
+    return struct.pack(f">{len(indexes)}Q", *indexes)
+
+
+def read_index_run(key_index: int, value: bytes) -> tuple[int, ...]:
+    """The indexes of a type index value (format 1: the key's own)."""
+    if not value:
+        return (key_index,)
+    return struct.unpack(f">{len(value) // 8}Q", value)
+
+
+def subject_run(entries: list[tuple[int, str]]) -> bytes:
+    """A subject index run: (index, type) pairs, ascending by index."""
+    types: dict[str, int] = {}
+    body = bytearray()
+    for index, event_type in entries:
+        number = types.setdefault(event_type, len(types))
+        body += _U64.pack(index) + bytes((number,))
+    table = b"".join(bytes((len(t),)) + t for t in (name.encode() for name in types))
+    return RUN_MARK + bytes((len(types),)) + table + bytes(body)
+
+
+def read_subject_run(key_index: int, value: bytes) -> list[tuple[int, bytes]]:
+    """The (index, type) pairs of a subject index value (format 1: the key's own)."""
+    if not value.startswith(RUN_MARK):
+        return [(key_index, value)]
+    count, at, types = value[1], 2, []
+    for _ in range(count):
+        length = value[at]
+        types.append(value[at + 1 : at + 1 + length])
+        at += 1 + length
+    return [
+        (read_u64(value, offset), types[value[offset + 8]]) for offset in range(at, len(value), 9)
+    ]

@@ -85,12 +85,15 @@ class LevelDBStore:
         if version is None:
             if self._db.get(codec.meta_key("head")) is not None:
                 raise StorageError(f"{path}: database has data but no format version")
-            self._db.put(codec.meta_key("format"), codec.FORMAT_VERSION, sync=True)
-        elif version != codec.FORMAT_VERSION:
+        elif version not in codec.READABLE_VERSIONS:
+            readable = ", ".join(repr(v) for v in codec.READABLE_VERSIONS)
             raise StorageError(
-                f"{path}: unsupported storage format {version!r}, "
-                f"this node reads {codec.FORMAT_VERSION!r}"
+                f"{path}: unsupported storage format {version!r}, this node reads {readable}"
             )
+        if version != codec.FORMAT_VERSION:
+            # Format 1 is format 2 with runs of one: from now on blocks are written as
+            # runs, which a node that reads only format 1 must not be given.
+            self._db.put(codec.meta_key("format"), codec.FORMAT_VERSION, sync=True)
         # Most of a proof's path lies in the upper levels: they are read once, here.
         self._upper = UpperLevels(_LOWEST_KEPT_LEVEL, _KEPT_LEVELS_BUDGET)
         head = self.head()
@@ -157,42 +160,70 @@ class LevelDBStore:
     def node(self, level: int, index: int) -> bytes:
         value: bytes | None = self._upper.get(level, index)
         if value is None:
-            value = self._db.get(codec.node_key(level, index))
+            value = self._run_hashes(level, index, 1)
             if value is None:
                 raise StorageError(f"missing tree node at level {level}, index {index}")
         return value
 
+    def _run_start(self, prefix: bytes, index: int) -> int | None:
+        """The index under which the run holding `index` is stored (the last key at or
+        before it), or None if there is none."""
+        it = self._db.iterator(
+            start=prefix, stop=prefix + codec.u64(index + 1), reverse=True, include_value=False
+        )
+        with it:
+            for key in it:
+                return codec.read_u64(key, len(prefix))
+        return None
+
+    def _run_hashes(self, level: int, start: int, count: int) -> bytes | None:
+        """Hashes `start` .. `start + count - 1` of a level, joined; None if any is
+        missing. The run holding `start` is the last key at or before it; most reads
+        end there."""
+        prefix = codec.NODE + bytes((level,))
+        wanted = count * HASH
+        it = self._db.iterator(start=prefix, stop=prefix + codec.u64(start + 1), reverse=True)
+        with it:
+            held = next(it, None)
+        if held is None or len(held[1]) % HASH:
+            return None
+        offset = (start - codec.read_u64(held[0], len(prefix))) * HASH
+        found: bytes = held[1][offset : offset + wanted]
+        if len(found) == wanted:
+            return found
+        joined = bytearray(found)  # the rest from the runs that follow, with no gap
+        it = self._db.iterator(
+            start=prefix + codec.u64(start + len(joined) // HASH), stop=prefix + b"\xff" * 8
+        )
+        with it:
+            for key, value in it:
+                if codec.read_u64(key, len(prefix)) != start + len(joined) // HASH:
+                    return None
+                if len(value) % HASH:
+                    return None
+                joined += value[: wanted - len(joined)]
+                if len(joined) == wanted:
+                    return bytes(joined)
+        return None
+
     def _level_hashes(self, level: int, count: int) -> bytes:
         """The first `count` hashes of a level, joined, or those before the first gap or
-        malformed value."""
-        it = self._db.iterator(
-            start=codec.node_key(level, 0), stop=codec.node_key(level, count), include_key=False
-        )
+        malformed run."""
+        prefix = codec.NODE + bytes((level,))
+        found = bytearray()
+        it = self._db.iterator(start=prefix, stop=prefix + codec.u64(count))
         with it:
-            values = list(it)
-        # `count` distinct keys below `count` are all of them.
-        if len(values) == count and all(len(value) == HASH for value in values):
-            return b"".join(values)
-        found = []
-        it = self._db.iterator(start=codec.node_key(level, 0), stop=codec.node_key(level, count))
-        with it:
-            for expected, (key, value) in enumerate(it):
-                if key != codec.node_key(level, expected) or len(value) != HASH:
+            for key, value in it:
+                if codec.read_u64(key, len(prefix)) != len(found) // HASH or len(value) % HASH:
                     break
-                found.append(value)
-        return b"".join(found)
+                found += value
+        return bytes(found[: count * HASH])
 
     def nodes(self, level: int, start: int, count: int) -> list[bytes]:
-        it = self._db.iterator(
-            start=codec.node_key(level, start),
-            stop=codec.node_key(level, start + count),
-            include_key=False,
-        )
-        with it:
-            found = list(it)
-        if len(found) != count:
+        joined = self._run_hashes(level, start, count)
+        if joined is None:
             raise StorageError(f"missing tree nodes at level {level} from index {start}")
-        return found
+        return [joined[i : i + HASH] for i in range(0, len(joined), HASH)]
 
     def block(self, height: int) -> BlockRecord:
         header = self._db.get(codec.block_key(height))
@@ -229,26 +260,21 @@ class LevelDBStore:
         found: list[int] = []
         if subject is not None:
             prefix = codec.subject_prefix(subject)
-            it = self._db.iterator(
-                start=prefix + codec.u64(first), stop=prefix + b"\xff" * 9, include_value=True
-            )
             want = None if event_type is None else event_type.encode()
-            with it:
-                for key, value in it:
-                    if want is None or value == want:
-                        found.append(codec.read_u64(key, len(prefix)))
+            for key_index, value in self._runs_from(prefix, first):
+                for index, kind in codec.read_subject_run(key_index, value):
+                    if index >= first and (want is None or kind == want):
+                        found.append(index)
                         if len(found) >= limit:
-                            break
+                            return found
         elif event_type is not None:
             prefix = codec.type_prefix(event_type)
-            it = self._db.iterator(
-                start=prefix + codec.u64(first), stop=prefix + b"\xff" * 9, include_value=False
-            )
-            with it:
-                for key in it:
-                    found.append(codec.read_u64(key, len(prefix)))
-                    if len(found) >= limit:
-                        break
+            for key_index, value in self._runs_from(prefix, first):
+                for index in codec.read_index_run(key_index, value):
+                    if index >= first:
+                        found.append(index)
+                        if len(found) >= limit:
+                            return found
         else:
             it = self._db.iterator(
                 start=codec.leaf_key(first), stop=codec.LEAF + b"\xff" * 9, include_value=False
@@ -259,6 +285,17 @@ class LevelDBStore:
                     if len(found) >= limit:
                         break
         return found
+
+    def _runs_from(self, prefix: bytes, first: int) -> Iterator[tuple[int, bytes]]:
+        """(key index, value) of the index runs under `prefix` from the one that may hold
+        `first` on, in order."""
+        start = self._run_start(prefix, first)
+        it = self._db.iterator(
+            start=prefix + codec.u64(first if start is None else start), stop=prefix + b"\xff" * 9
+        )
+        with it:
+            for key, value in it:
+                yield codec.read_u64(key, len(prefix)), value
 
     def idempotency(self, key: str) -> bytes | None:
         value: bytes | None = self._db.get(codec.idempotency_key(key))
@@ -305,28 +342,36 @@ class LevelDBStore:
                 put = wb.put
                 u64 = codec.u64
                 leaf_family, hash_family, id_family = codec.LEAF, codec.LEAF_HASH, codec.EVENT_ID
-                # A block holds a handful of types and subjects: encode each once.
-                type_prefixes: dict[str, bytes] = {}
-                subject_prefixes: dict[str, bytes] = {}
+                # Three keys per event; the indexes and tree nodes as runs (see _codec).
+                by_type: dict[str, list[int]] = {}
+                by_subject: dict[str, list[tuple[int, str]]] = {}
                 index = block.first_index
                 for leaf, leaf_hash, identity, event_type, subject in leaves:
                     key = u64(index)
                     put(leaf_family + key, leaf)
                     put(hash_family + leaf_hash, key)
                     put(id_family + identity, key)
-                    prefix = type_prefixes.get(event_type)
-                    if prefix is None:
-                        prefix = type_prefixes[event_type] = codec.type_prefix(event_type)
-                    put(prefix + key, b"")
+                    of_type = by_type.get(event_type)
+                    if of_type is None:
+                        by_type[event_type] = [index]
+                    else:
+                        of_type.append(index)
                     if subject is not None:
-                        at = subject_prefixes.get(subject)
-                        if at is None:
-                            at = subject_prefixes[subject] = codec.subject_prefix(subject)
-                        put(at + key, event_type.encode())
+                        of_subject = by_subject.get(subject)
+                        if of_subject is None:
+                            by_subject[subject] = [(index, event_type)]
+                        else:
+                            of_subject.append((index, event_type))
                     index += 1
-                node_prefix = codec.NODE
-                for level, node_index, h in nodes:
-                    put(node_prefix + bytes((level,)) + codec.u64(node_index), h)
+                for event_type, indexes in by_type.items():
+                    put(codec.type_prefix(event_type) + u64(indexes[0]), codec.index_run(indexes))
+                for subject, entries in by_subject.items():
+                    put(
+                        codec.subject_prefix(subject) + u64(entries[0][0]),
+                        codec.subject_run(entries),
+                    )
+                for level, first, hashes in _node_runs(nodes):
+                    put(codec.node_key(level, first), hashes)
                 put(codec.block_key(block.height), block.header)
                 put(codec.signatures_key(block.height), json.dumps(list(block.signatures)).encode())
                 put(codec.block_start_key(block.first_index), codec.u64(block.height))
@@ -340,3 +385,17 @@ class LevelDBStore:
         self, height: int, signatures: Sequence[dict[str, str]], *, sync: bool = True
     ) -> None:
         self._db.put(codec.signatures_key(height), json.dumps(list(signatures)).encode(), sync=sync)
+
+
+def _node_runs(nodes: Sequence[tuple[int, int, bytes]]) -> Iterator[tuple[int, int, bytes]]:
+    """(level, first index, joined hashes) of each run of consecutive nodes at a level."""
+    level, first, hashes = -1, 0, bytearray()
+    for node_level, index, node_hash in nodes:
+        if node_level == level and index == first + len(hashes) // HASH:
+            hashes += node_hash
+            continue
+        if hashes:
+            yield level, first, bytes(hashes)
+        level, first, hashes = node_level, index, bytearray(node_hash)
+    if hashes:
+        yield level, first, bytes(hashes)
