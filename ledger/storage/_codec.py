@@ -4,10 +4,11 @@ Changing anything here changes the on-disk format: bump FORMAT_VERSION and updat
 golden test (tests/unit/ledger/test_storage_format.py).
 
 Format 2 writes three keys per event (leaf, leaf hash, identity) and the rest once per
-block: the tree nodes, type and subject indexes a block adds are runs, each under the
-(level or type or subject, index) of its first element. Format 1 wrote one key per
-node and per index entry: a run of one. Format 2 reads both, so a format-1 database is
-upgraded by rewriting its format key.
+block: tree nodes as C2SP-style tiles of 256 hashes, and the type and subject index
+entries a block adds as runs, each under the (type or subject, index) of its first
+entry. Format 1 wrote one key per node and per index entry. Format 2 reads both (a
+format-1 index entry is a run of one; a node a tile does not hold is read under its own
+key), so a format-1 database is upgraded by rewriting its format key.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ LEAF = b"L"  # L<u64 index> -> leaf bytes
 LEAF_HASH = b"H"  # H<32-byte leaf hash> -> u64 index
 EVENT_ID = b"E"  # E<sha256(u16 len source || source || id)> -> u64 index
 # N<u8 level><u64 index> -> the 32-byte hashes of the complete subtrees at that level
-# from that index on, one after another (a run; format 1: exactly one)
+# from that index on, one after another: a tile, index a multiple of TILE_WIDTH,
+# rewritten whole as it fills (format 1: one hash, under any index)
 NODE = b"N"
+TILE_WIDTH = 256
 BLOCK = b"B"  # B<u64 height> -> header JCS bytes
 SIGNATURES = b"S"  # S<u64 height> -> JSON list of signatures
 BLOCK_START = b"F"  # F<u64 first_index> -> u64 height
@@ -32,8 +35,8 @@ BLOCK_START = b"F"  # F<u64 first_index> -> u64 height
 # format 1: b"" for the key's index alone
 TYPE_INDEX = b"T"
 # U<u16 len><subject><u64 index> -> a run: RUN_MARK, u8 count of types, each type as u8
-# length + bytes, then per entry u64 index + u8 type number; format 1: the type of the
-# key's index alone (a type never starts with RUN_MARK)
+# length + bytes, then the entries' u64 indexes, then their u8 type numbers; format 1:
+# the type of the key's index alone (a type never starts with RUN_MARK)
 SUBJECT_INDEX = b"U"
 RUN_MARK = b"\x00"
 IDEMPOTENCY = b"K"  # K<key> -> JSON {digest, created, response}
@@ -75,6 +78,11 @@ def node_key(level: int, index: int) -> bytes:
     return NODE + bytes((level,)) + _U64.pack(index)
 
 
+def node_tile_key(level: int, index: int) -> bytes:
+    """The key of the tile that holds node (level, index)."""
+    return NODE + bytes((level,)) + _U64.pack(index - index % TILE_WIDTH)
+
+
 def block_key(height: int) -> bytes:
     return BLOCK + _U64.pack(height)
 
@@ -114,24 +122,22 @@ def read_index_run(key_index: int, value: bytes) -> tuple[int, ...]:
 
 def subject_run(entries: list[tuple[int, str]]) -> bytes:
     """A subject index run: (index, type) pairs, ascending by index."""
-    types: dict[str, int] = {}
-    body = bytearray()
-    for index, event_type in entries:
-        number = types.setdefault(event_type, len(types))
-        body += _U64.pack(index) + bytes((number,))
-    table = b"".join(bytes((len(t),)) + t for t in (name.encode() for name in types))
-    return RUN_MARK + bytes((len(types),)) + table + bytes(body)
+    numbers: dict[str, int] = {}
+    kinds = bytes(numbers.setdefault(kind, len(numbers)) for _, kind in entries)
+    table = b"".join(bytes((len(raw),)) + raw for raw in (kind.encode() for kind in numbers))
+    indexes = struct.pack(f">{len(entries)}Q", *(index for index, _ in entries))
+    return RUN_MARK + bytes((len(numbers),)) + table + indexes + kinds
 
 
 def read_subject_run(key_index: int, value: bytes) -> list[tuple[int, bytes]]:
     """The (index, type) pairs of a subject index value (format 1: the key's own)."""
     if not value.startswith(RUN_MARK):
         return [(key_index, value)]
-    count, at, types = value[1], 2, []
-    for _ in range(count):
-        length = value[at]
-        types.append(value[at + 1 : at + 1 + length])
-        at += 1 + length
-    return [
-        (read_u64(value, offset), types[value[offset + 8]]) for offset in range(at, len(value), 9)
-    ]
+    at, types = 2, []
+    for _ in range(value[1]):
+        types.append(value[at + 1 : at + 1 + value[at]])
+        at += 1 + value[at]
+    count = (len(value) - at) // 9
+    indexes = struct.unpack_from(f">{count}Q", value, at)
+    kinds = value[at + 8 * count :]
+    return [(index, types[kind]) for index, kind in zip(indexes, kinds, strict=True)]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import operator
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ _LOWEST_KEPT_LEVEL = 4  # subtrees of 16 leaves and up: 4 MB at a million entrie
 _KEPT_LEVELS_BUDGET = 16 * 1024 * 1024
 
 event_digest = codec.event_digest
+_LEVEL, _HASH_OF = operator.itemgetter(0), operator.itemgetter(2)  # of a new node
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,67 +163,50 @@ class LevelDBStore:
     def node(self, level: int, index: int) -> bytes:
         value: bytes | None = self._upper.get(level, index)
         if value is None:
-            value = self._run_hashes(level, index, 1)
+            value = self._stored_hashes(level, index, 1)
             if value is None:
                 raise StorageError(f"missing tree node at level {level}, index {index}")
         return value
 
-    def _run_start(self, prefix: bytes, index: int) -> int | None:
-        """The index under which the run holding `index` is stored (the last key at or
-        before it), or None if there is none."""
-        it = self._db.iterator(
-            start=prefix, stop=prefix + codec.u64(index + 1), reverse=True, include_value=False
-        )
-        with it:
-            for key in it:
-                return codec.read_u64(key, len(prefix))
-        return None
-
-    def _run_hashes(self, level: int, start: int, count: int) -> bytes | None:
-        """Hashes `start` .. `start + count - 1` of a level, joined; None if any is
-        missing. The run holding `start` is the last key at or before it; most reads
-        end there."""
-        prefix = codec.NODE + bytes((level,))
+    def _stored_hashes(self, level: int, start: int, count: int) -> bytes | None:
+        """Hashes `start` .. `start + count - 1` of a level, joined, from their tiles (a
+        point read each; format 1's key per node where a tile does not hold them); None
+        if any is missing."""
         wanted = count * HASH
-        it = self._db.iterator(start=prefix, stop=prefix + codec.u64(start + 1), reverse=True)
-        with it:
-            held = next(it, None)
-        if held is None or len(held[1]) % HASH:
-            return None
-        offset = (start - codec.read_u64(held[0], len(prefix))) * HASH
-        found: bytes = held[1][offset : offset + wanted]
-        if len(found) == wanted:
-            return found
-        joined = bytearray(found)  # the rest from the runs that follow, with no gap
-        it = self._db.iterator(
-            start=prefix + codec.u64(start + len(joined) // HASH), stop=prefix + b"\xff" * 8
-        )
-        with it:
-            for key, value in it:
-                if codec.read_u64(key, len(prefix)) != start + len(joined) // HASH:
+        found = bytearray()
+        at = start
+        while len(found) < wanted:
+            tile = self._db.get(codec.node_tile_key(level, at))
+            offset = (at % codec.TILE_WIDTH) * HASH
+            held = (
+                b""
+                if tile is None or len(tile) % HASH
+                else tile[offset : offset + wanted - len(found)]
+            )
+            if not held:  # format 1
+                held = self._db.get(codec.node_key(level, at))
+                if held is None or len(held) != HASH:
                     return None
-                if len(value) % HASH:
-                    return None
-                joined += value[: wanted - len(joined)]
-                if len(joined) == wanted:
-                    return bytes(joined)
-        return None
+            found += held
+            at = start + len(found) // HASH
+        return bytes(found)
 
     def _level_hashes(self, level: int, count: int) -> bytes:
         """The first `count` hashes of a level, joined, or those before the first gap or
-        malformed run."""
+        malformed value (tiles, and format 1's keys per node)."""
         prefix = codec.NODE + bytes((level,))
         found = bytearray()
         it = self._db.iterator(start=prefix, stop=prefix + codec.u64(count))
         with it:
             for key, value in it:
-                if codec.read_u64(key, len(prefix)) != len(found) // HASH or len(value) % HASH:
+                index, held = codec.read_u64(key, len(prefix)), len(found) // HASH
+                if index > held or len(value) % HASH:
                     break
-                found += value
+                found += value[(held - index) * HASH :]  # what it adds beyond `held`
         return bytes(found[: count * HASH])
 
     def nodes(self, level: int, start: int, count: int) -> list[bytes]:
-        joined = self._run_hashes(level, start, count)
+        joined = self._stored_hashes(level, start, count)
         if joined is None:
             raise StorageError(f"missing tree nodes at level {level} from index {start}")
         return [joined[i : i + HASH] for i in range(0, len(joined), HASH)]
@@ -285,6 +271,17 @@ class LevelDBStore:
                     if len(found) >= limit:
                         break
         return found
+
+    def _run_start(self, prefix: bytes, index: int) -> int | None:
+        """The index under which the run holding `index` is stored (the last key at or
+        before it), or None if there is none."""
+        it = self._db.iterator(
+            start=prefix, stop=prefix + codec.u64(index + 1), reverse=True, include_value=False
+        )
+        with it:
+            for key in it:
+                return codec.read_u64(key, len(prefix))
+        return None
 
     def _runs_from(self, prefix: bytes, first: int) -> Iterator[tuple[int, bytes]]:
         """(key index, value) of the index runs under `prefix` from the one that may hold
@@ -370,8 +367,8 @@ class LevelDBStore:
                         codec.subject_prefix(subject) + u64(entries[0][0]),
                         codec.subject_run(entries),
                     )
-                for level, first, hashes in _node_runs(nodes):
-                    put(codec.node_key(level, first), hashes)
+                for key, tile in self._tiles(nodes):
+                    put(key, tile)
                 put(codec.block_key(block.height), block.header)
                 put(codec.signatures_key(block.height), json.dumps(list(block.signatures)).encode())
                 put(codec.block_start_key(block.first_index), codec.u64(block.height))
@@ -381,21 +378,32 @@ class LevelDBStore:
                 raise StorageError(f"cannot write block {block.height}: {exc}") from exc
             self._upper.extend(nodes, head.tree_size)
 
+    def _tiles(self, nodes: Sequence[tuple[int, int, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of each tile the new nodes fill, whole from its first node: the
+        nodes a tile already holds are read back (a tile a format-1 database began is
+        gathered from its keys per node)."""
+        rows: dict[int, list[tuple[int, int, bytes]]] = {}
+        for level, group in itertools.groupby(nodes, _LEVEL):  # level by level, as a rule
+            row = rows.get(level)
+            if row is None:
+                rows[level] = list(group)
+            else:
+                row.extend(group)
+        width = codec.TILE_WIDTH
+        for level, row in rows.items():
+            first = row[0][1]
+            if row[-1][1] - first + 1 != len(row):
+                raise StorageError(f"new tree nodes at level {level} are not consecutive")
+            start = first - first % width
+            held = self._stored_hashes(level, start, first - start) if first > start else b""
+            if held is None:
+                raise StorageError(f"missing tree nodes at level {level} before index {first}")
+            joined = held + b"".join(map(_HASH_OF, row))
+            for offset in range(0, len(joined), width * HASH):
+                tile_start = start + offset // HASH
+                yield codec.node_key(level, tile_start), joined[offset : offset + width * HASH]
+
     def put_signatures(
         self, height: int, signatures: Sequence[dict[str, str]], *, sync: bool = True
     ) -> None:
         self._db.put(codec.signatures_key(height), json.dumps(list(signatures)).encode(), sync=sync)
-
-
-def _node_runs(nodes: Sequence[tuple[int, int, bytes]]) -> Iterator[tuple[int, int, bytes]]:
-    """(level, first index, joined hashes) of each run of consecutive nodes at a level."""
-    level, first, hashes = -1, 0, bytearray()
-    for node_level, index, node_hash in nodes:
-        if node_level == level and index == first + len(hashes) // HASH:
-            hashes += node_hash
-            continue
-        if hashes:
-            yield level, first, bytes(hashes)
-        level, first, hashes = node_level, index, bytearray(node_hash)
-    if hashes:
-        yield level, first, bytes(hashes)

@@ -108,6 +108,8 @@ def _check_reads(store: LevelDBStore, size: int) -> None:
     hashes = [merkle.leaf_hash(store.leaf(i)) for i in range(size)]
     assert [store.node(0, i) for i in range(size)] == hashes
     assert store.nodes(0, 1, size - 2) == hashes[1:-1]
+    for start in range(0, size - 256, 256):  # whole tiles, as the tile API reads them
+        assert store.nodes(0, start, 256) == hashes[start : start + 256]
     assert merkle.subtree_root(0, size, store.node) == merkle.root(hashes)
     for level in range(1, size.bit_length()):
         width = 1 << level
@@ -134,29 +136,34 @@ def _dump(path: Path) -> list[tuple[bytes, bytes]]:
 
 def test_layout_is_pinned(tmp_path: Path) -> None:
     store = LevelDBStore(tmp_path / "db")
-    _fixture_block(store)
+    compact = merkle.CompactRange()
+    store.apply_block(*_block(0, 0, 3, compact))
+    store.apply_block(*_block(1, 3, 300, compact))
     store.close()
     records = _dump(tmp_path / "db")
     keys = [k for k, _ in records]
+    values = dict(records)
     # One family per prefix, fixed-width big-endian integers.
     assert b"L" + (2).to_bytes(8, "big") in keys
-    assert b"N" + bytes((1,)) + (0).to_bytes(8, "big") in keys
-    assert b"F" + (0).to_bytes(8, "big") in keys
-    assert b"Mformat" in keys and dict(records)[b"Mformat"] == b"provledger-leveldb/2"
-    # Runs: the block's three leaf hashes under the first index of level 0, its type and
-    # subject index entries under the first index of each.
-    level_0 = dict(records)[b"N\x00" + (0).to_bytes(8, "big")]
-    assert len(level_0) == 3 * 32
-    assert b"N\x00" + (1).to_bytes(8, "big") not in keys
-    assert len([k for k in keys if k.startswith(b"T")]) == 2  # training and data
-    assert len([k for k in keys if k.startswith(b"U")]) == 2  # model:m1 and model:m0
+    assert b"F" + (3).to_bytes(8, "big") in keys
+    assert values[b"Mformat"] == b"provledger-leveldb/2"
+    # Tiles of 256 hashes per level, the first rewritten whole by the second block.
+    assert len(values[b"N\x00" + (0).to_bytes(8, "big")]) == 256 * 32
+    assert len(values[b"N\x00" + (256).to_bytes(8, "big")]) == 47 * 32
+    assert len(values[b"N\x01" + (0).to_bytes(8, "big")]) == 151 * 32
+    assert b"N\x00" + (3).to_bytes(8, "big") not in keys
+    # Runs of each block's type and subject index entries, under their first index.
+    runs = [k for k in keys if k[:1] in b"TU"]
+    assert len(runs) == 8  # two types and two subjects, in each of the two blocks
+    assert b"Tprovledger.training.v1\x00" + (3).to_bytes(8, "big") in runs
+    assert b"U\x00\x08model:m1" + (3).to_bytes(8, "big") in runs
     digest = hashlib.sha256(
         b"".join(len(k).to_bytes(4, "big") + k + len(v).to_bytes(4, "big") + v for k, v in records)
     ).hexdigest()
     assert digest == GOLDEN_DIGEST, digest
 
 
-GOLDEN_DIGEST = "fa8d67fd9bb8ecef7e80e858fead3cafc995e065b9ab7cdcf42186c8925992a2"
+GOLDEN_DIGEST = "70a2551a242cc6d7158c1d1760859c4e7f147f021155157e03c983c0570155c0"
 
 
 def test_reopen_reads_what_was_written(tmp_path: Path) -> None:
@@ -179,31 +186,36 @@ def test_reads_across_blocks_runs_and_the_kept_upper_levels(tmp_path: Path, by_l
     compact = merkle.CompactRange()
     store = LevelDBStore(tmp_path / "db")
     first = 0
-    for height, count in enumerate([5, 1, 26, 7, 64, 3]):
+    for height, count in enumerate([5, 1, 26, 7, 64, 3, 300, 250, 2, 1]):
         store.apply_block(*_block(height, first, count, compact, by_level=by_level))
         first += count
     _check_reads(store, first)
     store.close()
-    reopened = LevelDBStore(tmp_path / "db")  # upper levels loaded from the runs
+    tiles = [(k, v) for k, v in _dump(tmp_path / "db") if k.startswith(b"N")]
+    assert tiles and all(codec.read_u64(k, 2) % 256 == 0 for k, _ in tiles)
+    assert [len(v) for k, v in tiles if k[1] == 0] == [256 * 32, 256 * 32, (first - 512) * 32]
+    reopened = LevelDBStore(tmp_path / "db")  # upper levels loaded from the tiles
     _check_reads(reopened, first)
     reopened.close()
 
 
 def test_a_format_1_database_is_read_and_extended(tmp_path: Path) -> None:
     compact = merkle.CompactRange()
-    old = [_block(0, 0, 9, compact), _block(1, 9, 20, compact)]
+    # Format 1 ends inside the second tile of level 0 and the first of the others.
+    old = [_block(0, 0, 9, compact), _block(1, 9, 20, compact), _block(2, 29, 250, compact)]
     _write_format_1(tmp_path / "db", old)
     store = LevelDBStore(tmp_path / "db")
-    _check_reads(store, 29)
+    _check_reads(store, 279)
     assert store.index_of_event("urn:s", "17") == 17
-    store.apply_block(*_block(2, 29, 40, compact))
-    store.apply_block(*_block(3, 69, 2, compact))
-    _check_reads(store, 71)
+    store.apply_block(*_block(3, 279, 40, compact))
+    store.apply_block(*_block(4, 319, 2, compact))
+    store.apply_block(*_block(5, 321, 300, compact))
+    _check_reads(store, 621)
     store.close()
     assert dict(_dump(tmp_path / "db"))[b"Mformat"] == b"provledger-leveldb/2"
     reopened = LevelDBStore(tmp_path / "db")
-    _check_reads(reopened, 71)
-    assert reopened.block_height_of_index(70) == 3
+    _check_reads(reopened, 621)
+    assert reopened.block_height_of_index(620) == 5
     reopened.close()
 
 
