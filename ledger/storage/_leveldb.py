@@ -94,8 +94,9 @@ class LevelDBStore:
                 f"{path}: unsupported storage format {version!r}, this node reads {readable}"
             )
         if version != codec.FORMAT_VERSION:
-            # Format 1 is format 2 with runs of one: from now on blocks are written as
-            # runs, which a node that reads only format 1 must not be given.
+            # Format 2 reads format 1 as it is (see _codec); from now on blocks are
+            # written in tiles and runs, which a node that reads only format 1 must not
+            # be given.
             self._db.put(codec.meta_key("format"), codec.FORMAT_VERSION, sync=True)
         # Most of a proof's path lies in the upper levels: they are read once, here.
         self._upper = UpperLevels(_LOWEST_KEPT_LEVEL, _KEPT_LEVELS_BUDGET)
