@@ -133,11 +133,9 @@ def wait_ready(address: str, proc: subprocess.Popen[bytes], timeout: float = 120
 
 
 def free_port() -> int:
-    import socket
+    from clients._ports import free_port as below_the_ephemeral_range
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return below_the_ephemeral_range()
 
 
 # client processes
