@@ -5,8 +5,8 @@ Writes blocks of 1,000 ~500-byte leaves through `LevelDBStore.apply_block` (one
 synchronous WriteBatch per block: leaves, both digest indexes, type and subject
 indexes, tree nodes, header, head), timing the writing thread's CPU and, apart, the CPU
 of LevelDB's background thread (memtable flushes and compactions). The limit beside it
-is a bare plyvel loop writing the same keys in the same batches; a second loop writes
-format 1's keys (one per tree node and index entry, not tiles and runs) for comparison.
+is a bare plyvel loop writing the same keys in the same batches, with the store's 64 KB
+table blocks and with LevelDB's default 4 KB ones.
 
     python bench/bench_storage.py            # 1 M events (about 2 minutes)
     python bench/bench_storage.py --quick    # 200 k events
@@ -114,7 +114,7 @@ def store_run(path: Path, events: int) -> tuple[float, float, float]:
         store.close()
 
 
-def raw_run(path: Path, events: int, format_1: bool = False) -> tuple[float, float, float]:
+def raw_run(path: Path, events: int, block_size: int) -> tuple[float, float, float]:
     import plyvel
 
     db = plyvel.DB(
@@ -124,50 +124,10 @@ def raw_run(path: Path, events: int, format_1: bool = False) -> tuple[float, flo
         compression=None,
         lru_cache_size=64 << 20,
         write_buffer_size=32 << 20,
-        block_size=64 << 10,
+        block_size=block_size,
     )
 
-    tiles = {0: b"", 1: b""}  # the hashes of each level's last, partial tile
-
     def keys(first: int) -> list[tuple[bytes, bytes]]:
-        """The store's keys: three per event, then the block's runs of index entries by
-        type and by subject, and its tiles of level-0 and level-1 hashes."""
-        from ledger.storage import _codec as codec
-
-        out = []
-        by_type: dict[str, list[int]] = {}
-        by_subject: dict[str, list[tuple[int, str]]] = {}
-        hashes = []
-        for index, (leaf, leaf_hash, identity, kind, subject) in enumerate(
-            _leaves(first), start=first
-        ):
-            key = index.to_bytes(8, "big")
-            out += [(b"L" + key, leaf), (b"H" + leaf_hash, key), (b"E" + identity, key)]
-            by_type.setdefault(kind, []).append(index)
-            by_subject.setdefault(subject, []).append((index, kind))
-            hashes.append(leaf_hash)
-        for kind, indexes in by_type.items():
-            out.append((codec.type_prefix(kind) + codec.u64(indexes[0]), codec.index_run(indexes)))
-        for subject, entries in by_subject.items():
-            out.append(
-                (
-                    codec.subject_prefix(subject) + codec.u64(entries[0][0]),
-                    codec.subject_run(entries),
-                )
-            )
-        # Levels 0 and 1 (three quarters of the nodes) as the store writes them: tiles
-        # of 256 hashes, the one a block ends in written again, whole, by the next block.
-        for level, new_hashes in ((0, hashes), (1, hashes[1::2])):
-            done = first >> level  # the level's nodes before this block
-            start = done - done % 256
-            joined = tiles[level] + b"".join(new_hashes)
-            for offset in range(0, len(joined), 256 * 32):
-                tile = joined[offset : offset + 256 * 32]
-                out.append((codec.node_key(level, start + offset // 32), tile))
-            tiles[level] = joined[len(joined) - len(joined) % (256 * 32) :]
-        return out
-
-    def keys_format_1(first: int) -> list[tuple[bytes, bytes]]:
         out = []
         for offset, (leaf, leaf_hash, identity, kind, subject) in enumerate(_leaves(first)):
             key = (first + offset).to_bytes(8, "big")
@@ -176,7 +136,7 @@ def raw_run(path: Path, events: int, format_1: bool = False) -> tuple[float, flo
                 (b"H" + leaf_hash, key),
                 (b"E" + identity, key),
                 (b"T" + kind.encode() + b"\0" + key, b""),
-                (b"U" + len(subject).to_bytes(2, "big") + subject.encode() + key, kind.encode()),
+                (b"U" + subject.encode() + b"\0" + key, kind.encode()),
                 (b"N\0" + key, leaf_hash),
             ]
             if offset % 2:
@@ -189,7 +149,7 @@ def raw_run(path: Path, events: int, format_1: bool = False) -> tuple[float, flo
                 batch.put(key, value)
 
     try:
-        return measure(keys_format_1 if format_1 else keys, write, events)
+        return measure(keys, write, events)
     finally:
         db.close()
 
@@ -206,28 +166,28 @@ def main() -> None:
         root = Path(tmp)
         store = store_run(root / "store", events)
         shutil.rmtree(root / "store")  # a 1 M store takes about 750 MB
-        raw = raw_run(root / "raw", events)
-        shutil.rmtree(root / "raw")
-        raw1 = raw_run(root / "raw1", events, format_1=True)
+        raw64 = raw_run(root / "raw64", events, 64 << 10)
+        shutil.rmtree(root / "raw64")
+        raw4 = raw_run(root / "raw4", events, 4 << 10)
 
     header(f"LevelDB write path, {events:,} events of ~500 bytes in synchronous blocks of 1,000")
     row(
         "LevelDBStore.apply_block",
         f"{store[0]:,.0f} events/s",
-        f"{raw[0]:,.0f} events/s bare plyvel, same keys",
-        f"{store[0] / raw[0]:.2f}",
+        f"{raw64[0]:,.0f} events/s bare plyvel, same keys",
+        f"{store[0] / raw64[0]:.2f}",
     )
     row(
         "  CPU per event: writing thread / LevelDB background (flushes, compactions)",
         f"{store[1]:.1f} / {store[2]:.1f} µs",
-        f"{raw[1]:.1f} / {raw[2]:.1f} µs bare plyvel",
+        f"{raw64[1]:.1f} / {raw64[2]:.1f} µs bare plyvel",
         "",
     )
     row(
-        "bare plyvel, format 1's keys (a key per tree node and index entry)",
-        f"{raw1[0]:,.0f} events/s; {raw1[1]:.1f} / {raw1[2]:.1f} µs",
-        f"{raw[0]:,.0f} events/s with format 2's keys",
-        f"CPU {(raw1[1] + raw1[2]) / (raw[1] + raw[2]):.2f}x format 2's",
+        "bare plyvel, LevelDB's default 4 KB table blocks",
+        f"{raw4[0]:,.0f} events/s; {raw4[1]:.1f} / {raw4[2]:.1f} µs",
+        f"{raw64[0]:,.0f} events/s with 64 KB blocks",
+        f"background {raw4[2] / raw64[2]:.2f}x the 64 KB one" if raw64[2] else "",
     )
 
 

@@ -2,13 +2,6 @@
 
 Changing anything here changes the on-disk format: bump FORMAT_VERSION and update the
 golden test (tests/unit/ledger/test_storage_format.py).
-
-Format 2 writes three keys per event (leaf, leaf hash, identity) and the rest once per
-block: tree nodes as C2SP-style tiles of 256 hashes, and the type and subject index
-entries a block adds as runs, each under the (type or subject, index) of its first
-entry. Format 1 wrote one key per node and per index entry. Format 2 reads both (a
-format-1 index entry is a run of one; a node a tile does not hold is read under its own
-key), so a format-1 database is upgraded by rewriting its format key.
 """
 
 from __future__ import annotations
@@ -16,29 +9,18 @@ from __future__ import annotations
 import hashlib
 import struct
 
-FORMAT_VERSION = b"provledger-leveldb/2"
-READABLE_VERSIONS = (b"provledger-leveldb/1", FORMAT_VERSION)
+FORMAT_VERSION = b"provledger-leveldb/1"
 
 META = b"M"  # M<name> -> value
 LEAF = b"L"  # L<u64 index> -> leaf bytes
 LEAF_HASH = b"H"  # H<32-byte leaf hash> -> u64 index
 EVENT_ID = b"E"  # E<sha256(u16 len source || source || id)> -> u64 index
-# N<u8 level><u64 index> -> the 32-byte hashes of the complete subtrees at that level
-# from that index on, one after another: a tile, index a multiple of TILE_WIDTH,
-# rewritten whole as it fills (format 1: one hash, under any index)
-NODE = b"N"
-TILE_WIDTH = 256
+NODE = b"N"  # N<u8 level><u64 index> -> 32-byte hash of a complete subtree
 BLOCK = b"B"  # B<u64 height> -> header JCS bytes
 SIGNATURES = b"S"  # S<u64 height> -> JSON list of signatures
 BLOCK_START = b"F"  # F<u64 first_index> -> u64 height
-# T<type>\x00<u64 index> -> u64 indexes of that type from that one on (a run);
-# format 1: b"" for the key's index alone
-TYPE_INDEX = b"T"
-# U<u16 len><subject><u64 index> -> a run: RUN_MARK, u8 count of types, each type as u8
-# length + bytes, then the entries' u64 indexes, then their u8 type numbers; format 1:
-# the type of the key's index alone (a type never starts with RUN_MARK)
-SUBJECT_INDEX = b"U"
-RUN_MARK = b"\x00"
+TYPE_INDEX = b"T"  # T<type>\x00<u64 index> -> b""
+SUBJECT_INDEX = b"U"  # U<u16 len><subject><u64 index> -> type
 IDEMPOTENCY = b"K"  # K<key> -> JSON {digest, created, response}
 
 _U64 = struct.Struct(">Q")
@@ -78,11 +60,6 @@ def node_key(level: int, index: int) -> bytes:
     return NODE + bytes((level,)) + _U64.pack(index)
 
 
-def node_tile_key(level: int, index: int) -> bytes:
-    """The key of the tile that holds node (level, index)."""
-    return NODE + bytes((level,)) + _U64.pack(index - index % TILE_WIDTH)
-
-
 def block_key(height: int) -> bytes:
     return BLOCK + _U64.pack(height)
 
@@ -106,38 +83,3 @@ def subject_prefix(subject: str) -> bytes:
 
 def idempotency_key(key: str) -> bytes:
     return IDEMPOTENCY + key.encode()
-
-
-def index_run(indexes: list[int]) -> bytes:
-    """A type index run: the indexes, ascending, as u64s."""
-    return struct.pack(f">{len(indexes)}Q", *indexes)
-
-
-def read_index_run(key_index: int, value: bytes) -> tuple[int, ...]:
-    """The indexes of a type index value (format 1: the key's own)."""
-    if not value:
-        return (key_index,)
-    return struct.unpack(f">{len(value) // 8}Q", value)
-
-
-def subject_run(entries: list[tuple[int, str]]) -> bytes:
-    """A subject index run: (index, type) pairs, ascending by index."""
-    numbers: dict[str, int] = {}
-    kinds = bytes(numbers.setdefault(kind, len(numbers)) for _, kind in entries)
-    table = b"".join(bytes((len(raw),)) + raw for raw in (kind.encode() for kind in numbers))
-    indexes = struct.pack(f">{len(entries)}Q", *(index for index, _ in entries))
-    return RUN_MARK + bytes((len(numbers),)) + table + indexes + kinds
-
-
-def read_subject_run(key_index: int, value: bytes) -> list[tuple[int, bytes]]:
-    """The (index, type) pairs of a subject index value (format 1: the key's own)."""
-    if not value.startswith(RUN_MARK):
-        return [(key_index, value)]
-    at, types = 2, []
-    for _ in range(value[1]):
-        types.append(value[at + 1 : at + 1 + value[at]])
-        at += 1 + value[at]
-    count = (len(value) - at) // 9
-    indexes = struct.unpack_from(f">{count}Q", value, at)
-    kinds = value[at + 8 * count :]
-    return [(index, types[kind]) for index, kind in zip(indexes, kinds, strict=True)]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-import operator
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,7 +22,6 @@ _LOWEST_KEPT_LEVEL = 4  # subtrees of 16 leaves and up: 4 MB at a million entrie
 _KEPT_LEVELS_BUDGET = 16 * 1024 * 1024
 
 event_digest = codec.event_digest
-_LEVEL, _HASH_OF = operator.itemgetter(0), operator.itemgetter(2)  # of a new node
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,16 +85,12 @@ class LevelDBStore:
         if version is None:
             if self._db.get(codec.meta_key("head")) is not None:
                 raise StorageError(f"{path}: database has data but no format version")
-        elif version not in codec.READABLE_VERSIONS:
-            readable = ", ".join(repr(v) for v in codec.READABLE_VERSIONS)
-            raise StorageError(
-                f"{path}: unsupported storage format {version!r}, this node reads {readable}"
-            )
-        if version != codec.FORMAT_VERSION:
-            # Format 2 reads format 1 as it is (see _codec); from now on blocks are
-            # written in tiles and runs, which a node that reads only format 1 must not
-            # be given.
             self._db.put(codec.meta_key("format"), codec.FORMAT_VERSION, sync=True)
+        elif version != codec.FORMAT_VERSION:
+            raise StorageError(
+                f"{path}: unsupported storage format {version!r}, "
+                f"this node reads {codec.FORMAT_VERSION!r}"
+            )
         # Most of a proof's path lies in the upper levels: they are read once, here.
         self._upper = UpperLevels(_LOWEST_KEPT_LEVEL, _KEPT_LEVELS_BUDGET)
         head = self.head()
@@ -164,53 +157,42 @@ class LevelDBStore:
     def node(self, level: int, index: int) -> bytes:
         value: bytes | None = self._upper.get(level, index)
         if value is None:
-            value = self._stored_hashes(level, index, 1)
+            value = self._db.get(codec.node_key(level, index))
             if value is None:
                 raise StorageError(f"missing tree node at level {level}, index {index}")
         return value
 
-    def _stored_hashes(self, level: int, start: int, count: int) -> bytes | None:
-        """Hashes `start` .. `start + count - 1` of a level, joined, from their tiles (a
-        point read each; format 1's key per node where a tile does not hold them); None
-        if any is missing."""
-        wanted = count * HASH
-        found = bytearray()
-        at = start
-        while len(found) < wanted:
-            tile = self._db.get(codec.node_tile_key(level, at))
-            offset = (at % codec.TILE_WIDTH) * HASH
-            held = (
-                b""
-                if tile is None or len(tile) % HASH
-                else tile[offset : offset + wanted - len(found)]
-            )
-            if not held:  # format 1
-                held = self._db.get(codec.node_key(level, at))
-                if held is None or len(held) != HASH:
-                    return None
-            found += held
-            at = start + len(found) // HASH
-        return bytes(found)
-
     def _level_hashes(self, level: int, count: int) -> bytes:
         """The first `count` hashes of a level, joined, or those before the first gap or
-        malformed value (tiles, and format 1's keys per node)."""
-        prefix = codec.NODE + bytes((level,))
-        found = bytearray()
-        it = self._db.iterator(start=prefix, stop=prefix + codec.u64(count))
+        malformed value."""
+        it = self._db.iterator(
+            start=codec.node_key(level, 0), stop=codec.node_key(level, count), include_key=False
+        )
         with it:
-            for key, value in it:
-                index, held = codec.read_u64(key, len(prefix)), len(found) // HASH
-                if index > held or len(value) % HASH:
+            values = list(it)
+        # `count` distinct keys below `count` are all of them.
+        if len(values) == count and all(len(value) == HASH for value in values):
+            return b"".join(values)
+        found = []
+        it = self._db.iterator(start=codec.node_key(level, 0), stop=codec.node_key(level, count))
+        with it:
+            for expected, (key, value) in enumerate(it):
+                if key != codec.node_key(level, expected) or len(value) != HASH:
                     break
-                found += value[(held - index) * HASH :]  # what it adds beyond `held`
-        return bytes(found[: count * HASH])
+                found.append(value)
+        return b"".join(found)
 
     def nodes(self, level: int, start: int, count: int) -> list[bytes]:
-        joined = self._stored_hashes(level, start, count)
-        if joined is None:
+        it = self._db.iterator(
+            start=codec.node_key(level, start),
+            stop=codec.node_key(level, start + count),
+            include_key=False,
+        )
+        with it:
+            found = list(it)
+        if len(found) != count:
             raise StorageError(f"missing tree nodes at level {level} from index {start}")
-        return [joined[i : i + HASH] for i in range(0, len(joined), HASH)]
+        return found
 
     def block(self, height: int) -> BlockRecord:
         header = self._db.get(codec.block_key(height))
@@ -247,21 +229,26 @@ class LevelDBStore:
         found: list[int] = []
         if subject is not None:
             prefix = codec.subject_prefix(subject)
+            it = self._db.iterator(
+                start=prefix + codec.u64(first), stop=prefix + b"\xff" * 9, include_value=True
+            )
             want = None if event_type is None else event_type.encode()
-            for key_index, value in self._runs_from(prefix, first):
-                for index, kind in codec.read_subject_run(key_index, value):
-                    if index >= first and (want is None or kind == want):
-                        found.append(index)
+            with it:
+                for key, value in it:
+                    if want is None or value == want:
+                        found.append(codec.read_u64(key, len(prefix)))
                         if len(found) >= limit:
-                            return found
+                            break
         elif event_type is not None:
             prefix = codec.type_prefix(event_type)
-            for key_index, value in self._runs_from(prefix, first):
-                for index in codec.read_index_run(key_index, value):
-                    if index >= first:
-                        found.append(index)
-                        if len(found) >= limit:
-                            return found
+            it = self._db.iterator(
+                start=prefix + codec.u64(first), stop=prefix + b"\xff" * 9, include_value=False
+            )
+            with it:
+                for key in it:
+                    found.append(codec.read_u64(key, len(prefix)))
+                    if len(found) >= limit:
+                        break
         else:
             it = self._db.iterator(
                 start=codec.leaf_key(first), stop=codec.LEAF + b"\xff" * 9, include_value=False
@@ -272,28 +259,6 @@ class LevelDBStore:
                     if len(found) >= limit:
                         break
         return found
-
-    def _run_start(self, prefix: bytes, index: int) -> int | None:
-        """The index under which the run holding `index` is stored (the last key at or
-        before it), or None if there is none."""
-        it = self._db.iterator(
-            start=prefix, stop=prefix + codec.u64(index + 1), reverse=True, include_value=False
-        )
-        with it:
-            for key in it:
-                return codec.read_u64(key, len(prefix))
-        return None
-
-    def _runs_from(self, prefix: bytes, first: int) -> Iterator[tuple[int, bytes]]:
-        """(key index, value) of the index runs under `prefix` from the one that may hold
-        `first` on, in order."""
-        start = self._run_start(prefix, first)
-        it = self._db.iterator(
-            start=prefix + codec.u64(first if start is None else start), stop=prefix + b"\xff" * 9
-        )
-        with it:
-            for key, value in it:
-                yield codec.read_u64(key, len(prefix)), value
 
     def idempotency(self, key: str) -> bytes | None:
         value: bytes | None = self._db.get(codec.idempotency_key(key))
@@ -340,36 +305,28 @@ class LevelDBStore:
                 put = wb.put
                 u64 = codec.u64
                 leaf_family, hash_family, id_family = codec.LEAF, codec.LEAF_HASH, codec.EVENT_ID
-                # Three keys per event; the indexes and tree nodes as runs (see _codec).
-                by_type: dict[str, list[int]] = {}
-                by_subject: dict[str, list[tuple[int, str]]] = {}
+                # A block holds a handful of types and subjects: encode each once.
+                type_prefixes: dict[str, bytes] = {}
+                subject_prefixes: dict[str, bytes] = {}
                 index = block.first_index
                 for leaf, leaf_hash, identity, event_type, subject in leaves:
                     key = u64(index)
                     put(leaf_family + key, leaf)
                     put(hash_family + leaf_hash, key)
                     put(id_family + identity, key)
-                    of_type = by_type.get(event_type)
-                    if of_type is None:
-                        by_type[event_type] = [index]
-                    else:
-                        of_type.append(index)
+                    prefix = type_prefixes.get(event_type)
+                    if prefix is None:
+                        prefix = type_prefixes[event_type] = codec.type_prefix(event_type)
+                    put(prefix + key, b"")
                     if subject is not None:
-                        of_subject = by_subject.get(subject)
-                        if of_subject is None:
-                            by_subject[subject] = [(index, event_type)]
-                        else:
-                            of_subject.append((index, event_type))
+                        at = subject_prefixes.get(subject)
+                        if at is None:
+                            at = subject_prefixes[subject] = codec.subject_prefix(subject)
+                        put(at + key, event_type.encode())
                     index += 1
-                for event_type, indexes in by_type.items():
-                    put(codec.type_prefix(event_type) + u64(indexes[0]), codec.index_run(indexes))
-                for subject, entries in by_subject.items():
-                    put(
-                        codec.subject_prefix(subject) + u64(entries[0][0]),
-                        codec.subject_run(entries),
-                    )
-                for key, tile in self._tiles(nodes):
-                    put(key, tile)
+                node_prefix = codec.NODE
+                for level, node_index, h in nodes:
+                    put(node_prefix + bytes((level,)) + codec.u64(node_index), h)
                 put(codec.block_key(block.height), block.header)
                 put(codec.signatures_key(block.height), json.dumps(list(block.signatures)).encode())
                 put(codec.block_start_key(block.first_index), codec.u64(block.height))
@@ -378,31 +335,6 @@ class LevelDBStore:
             except plyvel.Error as exc:
                 raise StorageError(f"cannot write block {block.height}: {exc}") from exc
             self._upper.extend(nodes, head.tree_size)
-
-    def _tiles(self, nodes: Sequence[tuple[int, int, bytes]]) -> Iterator[tuple[bytes, bytes]]:
-        """(key, value) of each tile the new nodes fill, whole from its first node: the
-        nodes a tile already holds are read back (a tile a format-1 database began is
-        gathered from its keys per node)."""
-        rows: dict[int, list[tuple[int, int, bytes]]] = {}
-        for level, group in itertools.groupby(nodes, _LEVEL):  # level by level, as a rule
-            row = rows.get(level)
-            if row is None:
-                rows[level] = list(group)
-            else:
-                row.extend(group)
-        width = codec.TILE_WIDTH
-        for level, row in rows.items():
-            first = row[0][1]
-            if row[-1][1] - first + 1 != len(row):
-                raise StorageError(f"new tree nodes at level {level} are not consecutive")
-            start = first - first % width
-            held = self._stored_hashes(level, start, first - start) if first > start else b""
-            if held is None:
-                raise StorageError(f"missing tree nodes at level {level} before index {first}")
-            joined = held + b"".join(map(_HASH_OF, row))
-            for offset in range(0, len(joined), width * HASH):
-                tile_start = start + offset // HASH
-                yield codec.node_key(level, tile_start), joined[offset : offset + width * HASH]
 
     def put_signatures(
         self, height: int, signatures: Sequence[dict[str, str]], *, sync: bool = True
