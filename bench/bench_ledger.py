@@ -133,9 +133,11 @@ def wait_ready(address: str, proc: subprocess.Popen[bytes], timeout: float = 120
 
 
 def free_port() -> int:
-    from clients._ports import free_port as below_the_ephemeral_range
+    import socket
 
-    return below_the_ephemeral_range()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 # client processes

@@ -31,6 +31,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import ssl
 import sys
 import time
@@ -40,7 +41,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from clients._children import Child, Stop, spawn, supervising
-from clients._ports import free_port
 from provledger.note import Signer
 
 __all__ = [
@@ -86,6 +86,12 @@ class InitOptions:
 
 
 # -- files ----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _toml(value: Any) -> str:
@@ -227,7 +233,7 @@ def init_cluster(directory: Path, options: InitOptions) -> dict[str, Any]:
 
     etcd = []
     for i in range(options.etcd_members):
-        etcd.append({"name": f"etcd-{i + 1}", "client": free_port(), "peer": free_port()})
+        etcd.append({"name": f"etcd-{i + 1}", "client": _free_port(), "peer": _free_port()})
     # With TLS, etcd serves clients and peers over TLS and admits only certificates of
     # this CA: the commit point of the log is closed to anyone else on the network.
     scheme = "https" if ca is not None else "http"
@@ -278,7 +284,7 @@ def init_cluster(directory: Path, options: InitOptions) -> dict[str, Any]:
         node_dir = root / "nodes" / node_id
         node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         seed = _write_seed(node_dir / "node.key")
-        address = f"127.0.0.1:{free_port()}"
+        address = f"127.0.0.1:{_free_port()}"
         plain: dict[str, Any] = {
             "node_id": node_id,
             "data_dir": "data",

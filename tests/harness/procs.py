@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,10 +14,40 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Ports below the kernel's ephemeral range, shared with `provledger cluster init`.
-from clients._ports import free_port as free_port
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_PORTS_FROM = 20000
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A port free now, below the kernel's ephemeral range and not handed out before.
+
+    A port from bind(0) is an ephemeral one: between its release here and the bind of the
+    process it is meant for, an outgoing connection (a client of etcd or of a peer) can
+    take it, and that process fails with "Address already in use" (a cluster test did).
+    Outgoing connections never take ports below the ephemeral range."""
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(_PORTS_FROM, _ephemeral_low())
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port from {_PORTS_FROM} below the ephemeral range")
 
 
 @dataclass
