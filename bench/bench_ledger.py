@@ -231,6 +231,20 @@ def proof_latencies(address: str, size: int, n: int) -> tuple[list[float], list[
     return inclusion, consistency
 
 
+def batch_rows(label: str, results: list[tuple[int, float]], node_cpu: float, raw: float) -> None:
+    """The rate of a phase of batch clients next to the raw store, and the node's CPU per
+    event in it (`node_cpu` seconds, all its threads and admission workers)."""
+    events = sum(r[0] for r in results)
+    rate = events / max(r[1] for r in results)
+    per_event = node_cpu / events
+    row(label, f"{rate:,.0f} events/s", f"{raw:,.0f} leaves/s raw store", f"{rate / raw:.2f}")
+    row(
+        "  node CPU per event, all its threads and admission workers (same phase)",
+        f"{per_event * 1e6:,.0f} µs",
+        f"{2 / per_event:,.0f} events/s if it had both cores to itself",
+    )
+
+
 def settle(pid: int, quiet: float = 0.05, most: float = 60.0) -> float:
     """Waits until the process (with its children) spends less than `quiet` of a core
     over a second, at most `most` seconds; returns the seconds waited."""
@@ -309,18 +323,11 @@ def main() -> None:
             results = run_clients(
                 _batch_worker, [(address, w, phase // 2, 1000, canonical) for w in range(2)]
             )
-            per_event = (cpu_seconds(node.pid) - cpu_before) / sum(r[0] for r in results)
-            rate = sum(r[0] for r in results) / max(r[1] for r in results)
-            row(
+            batch_rows(
                 f"AppendBatch (2 clients, 1,000 events/batch, ~500 B {label})",
-                f"{rate:,.0f} events/s",
-                f"{raw:,.0f} leaves/s raw store",
-                f"{rate / raw:.2f}",
-            )
-            row(
-                "  node CPU per event, all its threads and admission workers (same phase)",
-                f"{per_event * 1e6:,.0f} µs",
-                f"{2 / per_event:,.0f} events/s if it had both cores to itself",
+                results,
+                cpu_seconds(node.pid) - cpu_before,
+                raw,
             )
         # Two clients keep at most two batches in flight: the node's stages (admission
         # worker, sequencer, fsync) then wait on each other. Four show what it does with
@@ -376,20 +383,13 @@ def main() -> None:
                         for w in range(2)
                     ],
                 )
-            per_event = (cpu_seconds(node.pid) - cpu_before) / sum(r[0] for r in results)
-            rate = sum(r[0] for r in results) / max(r[1] for r in results)
             filled_in = time.perf_counter() - t0
-            row(
+            batch_rows(
                 f"AppendBatch as the log grows from {target - timed:,} to {target:,} entries "
                 "(2 clients, RFC 8785 events)",
-                f"{rate:,.0f} events/s",
-                f"{raw:,.0f} leaves/s raw store",
-                f"{rate / raw:.2f}",
-            )
-            row(
-                "  node CPU per event, all its threads and admission workers (same phase)",
-                f"{per_event * 1e6:,.0f} µs",
-                f"{2 / per_event:,.0f} events/s if it had both cores to itself",
+                results,
+                cpu_seconds(node.pid) - cpu_before,
+                raw,
             )
             print(f"(filled to {target:,} entries in {filled_in:.0f} s)", flush=True)
         size = stub.GetCheckpoint(pb.GetCheckpointRequest()).tree_size
