@@ -133,11 +133,10 @@ def wait_ready(address: str, proc: subprocess.Popen[bytes], timeout: float = 120
 
 
 def free_port() -> int:
-    import socket
+    """Below the ephemeral range, as the tests pick theirs (see tests/harness/procs.py)."""
+    from tests.harness.procs import free_port as harness_free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return harness_free_port()
 
 
 # client processes

@@ -88,10 +88,42 @@ class InitOptions:
 # -- files ----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# `init` writes ports that `up` binds later, maybe much later. A port from bind(0) is an
+# ephemeral one, which any outgoing connection (a node's to etcd or to a peer) may hold
+# by then: the member or node that should listen on it fails with "Address already in
+# use". Outgoing connections never take ports below the kernel's ephemeral range, so the
+# ports come from there, in a band of their own: tests/harness/procs.py picks the ports
+# of its own processes from 20000 up, and the two never draw the same port.
+_PORT_BAND = (10000, 20000)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+class _PortPicker:
+    """Distinct loopback ports, free when picked, below the ephemeral range."""
+
+    def __init__(self) -> None:
+        self._low, self._high = _PORT_BAND[0], min(_PORT_BAND[1], _ephemeral_low())
+        self._picked: set[int] = set()
+
+    def __call__(self) -> int:
+        for _ in range(1000):
+            port = secrets.randbelow(self._high - self._low) + self._low
+            if port in self._picked:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            self._picked.add(port)
+            return port
+        raise ClusterError(f"no free loopback port in [{self._low}, {self._high})")
 
 
 def _toml(value: Any) -> str:
@@ -231,9 +263,10 @@ def init_cluster(directory: Path, options: InitOptions) -> dict[str, Any]:
     log_signer = Signer.from_seed(origin, log_seed)
     ca = _CA(root / "ca") if options.tls else None
 
+    free_port = _PortPicker()
     etcd = []
     for i in range(options.etcd_members):
-        etcd.append({"name": f"etcd-{i + 1}", "client": _free_port(), "peer": _free_port()})
+        etcd.append({"name": f"etcd-{i + 1}", "client": free_port(), "peer": free_port()})
     # With TLS, etcd serves clients and peers over TLS and admits only certificates of
     # this CA: the commit point of the log is closed to anyone else on the network.
     scheme = "https" if ca is not None else "http"
@@ -284,7 +317,7 @@ def init_cluster(directory: Path, options: InitOptions) -> dict[str, Any]:
         node_dir = root / "nodes" / node_id
         node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         seed = _write_seed(node_dir / "node.key")
-        address = f"127.0.0.1:{_free_port()}"
+        address = f"127.0.0.1:{free_port()}"
         plain: dict[str, Any] = {
             "node_id": node_id,
             "data_dir": "data",

@@ -34,7 +34,9 @@ def free_port() -> int:
     A port from bind(0) is an ephemeral one: between its release here and the bind of the
     process it is meant for, an outgoing connection (a client of etcd or of a peer) can
     take it, and that process fails with "Address already in use" (a cluster test did).
-    Outgoing connections never take ports below the ephemeral range."""
+    Outgoing connections never take ports below the ephemeral range. `provledger cluster
+    init` picks its ports from 10000 to 20000 for the same reason, so the two bands never
+    hand out the same port."""
     rng = random.Random()
     for _ in range(1000):
         port = rng.randrange(_PORTS_FROM, _ephemeral_low())
