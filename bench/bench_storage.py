@@ -5,8 +5,8 @@ Writes blocks of 1,000 ~500-byte leaves through `LevelDBStore.apply_block` (one
 synchronous WriteBatch per block: leaves, both digest indexes, type and subject
 indexes, tree nodes, header, head), timing the writing thread's CPU and, apart, the CPU
 of LevelDB's background thread (memtable flushes and compactions). The limit beside it
-is a bare plyvel loop writing the same keys in the same batches, with the store's 64 KB
-table blocks and with LevelDB's default 4 KB ones.
+is a bare plyvel loop writing the same keys in the same batches; a second loop writes
+format 1's keys (a key per type and subject index entry, not runs) for comparison.
 
     python bench/bench_storage.py            # 1 M events (about 2 minutes)
     python bench/bench_storage.py --quick    # 200 k events
@@ -114,8 +114,10 @@ def store_run(path: Path, events: int) -> tuple[float, float, float]:
         store.close()
 
 
-def raw_run(path: Path, events: int, block_size: int) -> tuple[float, float, float]:
+def raw_run(path: Path, events: int, format_1: bool = False) -> tuple[float, float, float]:
     import plyvel
+
+    from ledger.storage import _codec as codec
 
     db = plyvel.DB(
         str(path),
@@ -124,22 +126,55 @@ def raw_run(path: Path, events: int, block_size: int) -> tuple[float, float, flo
         compression=None,
         lru_cache_size=64 << 20,
         write_buffer_size=32 << 20,
-        block_size=block_size,
+        block_size=64 << 10,
     )
 
     def keys(first: int) -> list[tuple[bytes, bytes]]:
+        """The store's keys: leaf, leaf hash, identity and tree nodes per event, then
+        the block's runs of index entries by type and by subject."""
         out = []
-        for offset, (leaf, leaf_hash, identity, kind, subject) in enumerate(_leaves(first)):
-            key = (first + offset).to_bytes(8, "big")
+        by_type: dict[str, list[int]] = {}
+        by_subject: dict[str, list[tuple[int, str]]] = {}
+        for index, (leaf, leaf_hash, identity, kind, subject) in enumerate(
+            _leaves(first), start=first
+        ):
+            key = index.to_bytes(8, "big")
             out += [
                 (b"L" + key, leaf),
                 (b"H" + leaf_hash, key),
                 (b"E" + identity, key),
-                (b"T" + kind.encode() + b"\0" + key, b""),
-                (b"U" + subject.encode() + b"\0" + key, kind.encode()),
                 (b"N\0" + key, leaf_hash),
             ]
-            if offset % 2:
+            if index % 2:
+                out.append((b"N\1" + key, leaf_hash))
+            by_type.setdefault(kind, []).append(index)
+            by_subject.setdefault(subject, []).append((index, kind))
+        for kind, indexes in by_type.items():
+            out.append((codec.type_prefix(kind) + codec.u64(indexes[0]), codec.index_run(indexes)))
+        for subject, entries in by_subject.items():
+            out.append(
+                (
+                    codec.subject_prefix(subject) + codec.u64(entries[0][0]),
+                    codec.subject_run(entries),
+                )
+            )
+        return out
+
+    def keys_format_1(first: int) -> list[tuple[bytes, bytes]]:
+        out = []
+        for index, (leaf, leaf_hash, identity, kind, subject) in enumerate(
+            _leaves(first), start=first
+        ):
+            key = index.to_bytes(8, "big")
+            out += [
+                (b"L" + key, leaf),
+                (b"H" + leaf_hash, key),
+                (b"E" + identity, key),
+                (codec.type_prefix(kind) + key, b""),
+                (codec.subject_prefix(subject) + key, kind.encode()),
+                (b"N\0" + key, leaf_hash),
+            ]
+            if index % 2:
                 out.append((b"N\1" + key, leaf_hash))
         return out
 
@@ -149,7 +184,7 @@ def raw_run(path: Path, events: int, block_size: int) -> tuple[float, float, flo
                 batch.put(key, value)
 
     try:
-        return measure(keys, write, events)
+        return measure(keys_format_1 if format_1 else keys, write, events)
     finally:
         db.close()
 
@@ -166,28 +201,28 @@ def main() -> None:
         root = Path(tmp)
         store = store_run(root / "store", events)
         shutil.rmtree(root / "store")  # a 1 M store takes about 750 MB
-        raw64 = raw_run(root / "raw64", events, 64 << 10)
-        shutil.rmtree(root / "raw64")
-        raw4 = raw_run(root / "raw4", events, 4 << 10)
+        raw = raw_run(root / "raw", events)
+        shutil.rmtree(root / "raw")
+        raw1 = raw_run(root / "raw1", events, format_1=True)
 
     header(f"LevelDB write path, {events:,} events of ~500 bytes in synchronous blocks of 1,000")
     row(
         "LevelDBStore.apply_block",
         f"{store[0]:,.0f} events/s",
-        f"{raw64[0]:,.0f} events/s bare plyvel, same keys",
-        f"{store[0] / raw64[0]:.2f}",
+        f"{raw[0]:,.0f} events/s bare plyvel, same keys",
+        f"{store[0] / raw[0]:.2f}",
     )
     row(
         "  CPU per event: writing thread / LevelDB background (flushes, compactions)",
         f"{store[1]:.1f} / {store[2]:.1f} µs",
-        f"{raw64[1]:.1f} / {raw64[2]:.1f} µs bare plyvel",
+        f"{raw[1]:.1f} / {raw[2]:.1f} µs bare plyvel",
         "",
     )
     row(
-        "bare plyvel, LevelDB's default 4 KB table blocks",
-        f"{raw4[0]:,.0f} events/s; {raw4[1]:.1f} / {raw4[2]:.1f} µs",
-        f"{raw64[0]:,.0f} events/s with 64 KB blocks",
-        f"background {raw4[2] / raw64[2]:.2f}x the 64 KB one" if raw64[2] else "",
+        "bare plyvel, format 1's keys (a key per type and subject index entry)",
+        f"{raw1[0]:,.0f} events/s; {raw1[1]:.1f} / {raw1[2]:.1f} µs",
+        f"{raw[0]:,.0f} events/s with format 2's keys",
+        f"CPU {(raw1[1] + raw1[2]) / (raw[1] + raw[2]):.2f}x format 2's",
     )
 
 

@@ -2,6 +2,12 @@
 
 Changing anything here changes the on-disk format: bump FORMAT_VERSION and update the
 golden test (tests/unit/ledger/test_storage_format.py).
+
+Format 2 writes the type and subject index entries a block adds as runs, one per type
+and one per subject, each under the (type or subject, index) of its first entry, where
+format 1 wrote a key per entry: seven keys per event become five. Format 2 reads format
+1's entries as runs of one, so a format-1 database is upgraded by rewriting its format
+key. The tree nodes stay one key each, so a proof reads only 32-byte values.
 """
 
 from __future__ import annotations
@@ -9,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import struct
 
-FORMAT_VERSION = b"provledger-leveldb/1"
+FORMAT_VERSION = b"provledger-leveldb/2"
+READABLE_VERSIONS = (b"provledger-leveldb/1", FORMAT_VERSION)
 
 META = b"M"  # M<name> -> value
 LEAF = b"L"  # L<u64 index> -> leaf bytes
@@ -19,8 +26,14 @@ NODE = b"N"  # N<u8 level><u64 index> -> 32-byte hash of a complete subtree
 BLOCK = b"B"  # B<u64 height> -> header JCS bytes
 SIGNATURES = b"S"  # S<u64 height> -> JSON list of signatures
 BLOCK_START = b"F"  # F<u64 first_index> -> u64 height
-TYPE_INDEX = b"T"  # T<type>\x00<u64 index> -> b""
-SUBJECT_INDEX = b"U"  # U<u16 len><subject><u64 index> -> type
+# T<type>\x00<u64 index> -> u64 indexes of that type from that one on (a run);
+# format 1: b"" for the key's index alone
+TYPE_INDEX = b"T"
+# U<u16 len><subject><u64 index> -> a run: RUN_MARK, u8 count of types, each type as u8
+# length + bytes, then the entries' u64 indexes, then their u8 type numbers; format 1:
+# the type of the key's index alone (a type never starts with RUN_MARK)
+SUBJECT_INDEX = b"U"
+RUN_MARK = b"\x00"
 IDEMPOTENCY = b"K"  # K<key> -> JSON {digest, created, response}
 
 _U64 = struct.Struct(">Q")
@@ -83,3 +96,39 @@ def subject_prefix(subject: str) -> bytes:
 
 def idempotency_key(key: str) -> bytes:
     return IDEMPOTENCY + key.encode()
+
+
+def index_run(indexes: list[int]) -> bytes:
+    """A type index run: the indexes, ascending, as u64s."""
+    return struct.pack(f">{len(indexes)}Q", *indexes)
+
+
+def read_index_run(key_index: int, value: bytes) -> tuple[int, ...]:
+    """The indexes of a type index value (format 1: the key's own)."""
+    if not value:
+        return (key_index,)
+    return struct.unpack(f">{len(value) // 8}Q", value)
+
+
+def subject_run(entries: list[tuple[int, str]]) -> bytes:
+    """A subject index run: (index, type) pairs, ascending by index. Event types are
+    SPEC §1's few short names, so a block's fit the u8 counts and lengths."""
+    numbers: dict[str, int] = {}
+    kinds = bytes(numbers.setdefault(kind, len(numbers)) for _, kind in entries)
+    table = b"".join(bytes((len(raw),)) + raw for raw in (kind.encode() for kind in numbers))
+    indexes = struct.pack(f">{len(entries)}Q", *(index for index, _ in entries))
+    return RUN_MARK + bytes((len(numbers),)) + table + indexes + kinds
+
+
+def read_subject_run(key_index: int, value: bytes) -> list[tuple[int, bytes]]:
+    """The (index, type) pairs of a subject index value (format 1: the key's own)."""
+    if not value.startswith(RUN_MARK):
+        return [(key_index, value)]
+    at, types = 2, []
+    for _ in range(value[1]):
+        types.append(value[at + 1 : at + 1 + value[at]])
+        at += 1 + value[at]
+    count = (len(value) - at) // 9
+    indexes = struct.unpack_from(f">{count}Q", value, at)
+    kinds = value[at + 8 * count :]
+    return [(index, types[kind]) for index, kind in zip(indexes, kinds, strict=True)]

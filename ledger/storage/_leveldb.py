@@ -85,12 +85,15 @@ class LevelDBStore:
         if version is None:
             if self._db.get(codec.meta_key("head")) is not None:
                 raise StorageError(f"{path}: database has data but no format version")
-            self._db.put(codec.meta_key("format"), codec.FORMAT_VERSION, sync=True)
-        elif version != codec.FORMAT_VERSION:
+        elif version not in codec.READABLE_VERSIONS:
+            readable = ", ".join(repr(v) for v in codec.READABLE_VERSIONS)
             raise StorageError(
-                f"{path}: unsupported storage format {version!r}, "
-                f"this node reads {codec.FORMAT_VERSION!r}"
+                f"{path}: unsupported storage format {version!r}, this node reads {readable}"
             )
+        if version != codec.FORMAT_VERSION:
+            # Format 1 is format 2 with runs of one: from now on blocks are written as
+            # runs, which a node that reads only format 1 must not be given.
+            self._db.put(codec.meta_key("format"), codec.FORMAT_VERSION, sync=True)
         # Most of a proof's path lies in the upper levels: they are read once, here.
         self._upper = UpperLevels(_LOWEST_KEPT_LEVEL, _KEPT_LEVELS_BUDGET)
         head = self.head()
@@ -229,26 +232,21 @@ class LevelDBStore:
         found: list[int] = []
         if subject is not None:
             prefix = codec.subject_prefix(subject)
-            it = self._db.iterator(
-                start=prefix + codec.u64(first), stop=prefix + b"\xff" * 9, include_value=True
-            )
             want = None if event_type is None else event_type.encode()
-            with it:
-                for key, value in it:
-                    if want is None or value == want:
-                        found.append(codec.read_u64(key, len(prefix)))
+            for key_index, value in self._runs_from(prefix, first):
+                for index, kind in codec.read_subject_run(key_index, value):
+                    if index >= first and (want is None or kind == want):
+                        found.append(index)
                         if len(found) >= limit:
-                            break
+                            return found
         elif event_type is not None:
             prefix = codec.type_prefix(event_type)
-            it = self._db.iterator(
-                start=prefix + codec.u64(first), stop=prefix + b"\xff" * 9, include_value=False
-            )
-            with it:
-                for key in it:
-                    found.append(codec.read_u64(key, len(prefix)))
-                    if len(found) >= limit:
-                        break
+            for key_index, value in self._runs_from(prefix, first):
+                for index in codec.read_index_run(key_index, value):
+                    if index >= first:
+                        found.append(index)
+                        if len(found) >= limit:
+                            return found
         else:
             it = self._db.iterator(
                 start=codec.leaf_key(first), stop=codec.LEAF + b"\xff" * 9, include_value=False
@@ -259,6 +257,22 @@ class LevelDBStore:
                     if len(found) >= limit:
                         break
         return found
+
+    def _runs_from(self, prefix: bytes, first: int) -> Iterator[tuple[int, bytes]]:
+        """(key index, value) of the index runs under `prefix`, in order, from the one
+        that may hold `first` (the last stored at or before it) on."""
+        start = first
+        it = self._db.iterator(
+            start=prefix, stop=prefix + codec.u64(first + 1), reverse=True, include_value=False
+        )
+        with it:
+            for key in it:
+                start = codec.read_u64(key, len(prefix))
+                break
+        it = self._db.iterator(start=prefix + codec.u64(start), stop=prefix + b"\xff" * 9)
+        with it:
+            for key, value in it:
+                yield codec.read_u64(key, len(prefix)), value
 
     def idempotency(self, key: str) -> bytes | None:
         value: bytes | None = self._db.get(codec.idempotency_key(key))
@@ -305,25 +319,34 @@ class LevelDBStore:
                 put = wb.put
                 u64 = codec.u64
                 leaf_family, hash_family, id_family = codec.LEAF, codec.LEAF_HASH, codec.EVENT_ID
-                # A block holds a handful of types and subjects: encode each once.
-                type_prefixes: dict[str, bytes] = {}
-                subject_prefixes: dict[str, bytes] = {}
+                # The type and subject index entries as runs, one per type and subject.
+                by_type: dict[str, list[int]] = {}
+                by_subject: dict[str, list[tuple[int, str]]] = {}
                 index = block.first_index
                 for leaf, leaf_hash, identity, event_type, subject in leaves:
                     key = u64(index)
                     put(leaf_family + key, leaf)
                     put(hash_family + leaf_hash, key)
                     put(id_family + identity, key)
-                    prefix = type_prefixes.get(event_type)
-                    if prefix is None:
-                        prefix = type_prefixes[event_type] = codec.type_prefix(event_type)
-                    put(prefix + key, b"")
+                    of_type = by_type.get(event_type)
+                    if of_type is None:
+                        by_type[event_type] = [index]
+                    else:
+                        of_type.append(index)
                     if subject is not None:
-                        at = subject_prefixes.get(subject)
-                        if at is None:
-                            at = subject_prefixes[subject] = codec.subject_prefix(subject)
-                        put(at + key, event_type.encode())
+                        of_subject = by_subject.get(subject)
+                        if of_subject is None:
+                            by_subject[subject] = [(index, event_type)]
+                        else:
+                            of_subject.append((index, event_type))
                     index += 1
+                for event_type, indexes in by_type.items():
+                    put(codec.type_prefix(event_type) + u64(indexes[0]), codec.index_run(indexes))
+                for subject, entries in by_subject.items():
+                    put(
+                        codec.subject_prefix(subject) + u64(entries[0][0]),
+                        codec.subject_run(entries),
+                    )
                 node_prefix = codec.NODE
                 for level, node_index, h in nodes:
                     put(node_prefix + bytes((level,)) + codec.u64(node_index), h)

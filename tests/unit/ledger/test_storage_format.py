@@ -1,4 +1,5 @@
-"""Golden tests that pin the node's on-disk format, and a round trip of the key codec.
+"""Golden tests that pin the node's on-disk format, a format-1 database read and
+extended by this format, and a round trip of the key codec.
 
 If one of these fails, the storage format changed: bump FORMAT_VERSION in
 ledger/storage/_codec.py, write a migration, and only then update the digests here.
@@ -7,6 +8,7 @@ ledger/storage/_codec.py, write a migration, and only then update the digests he
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import plyvel
@@ -20,35 +22,106 @@ from provledger import merkle
 from provledger.errors import StorageError
 
 
-def _fixture_block(store: LevelDBStore) -> None:
-    leaves = [b'{"event":{"n":%d},"submitter":"local"}' % i for i in range(3)]
-    compact = merkle.CompactRange()
+def _block(
+    height: int, first: int, count: int, compact: merkle.CompactRange, *, by_level: bool = True
+) -> tuple:  # type: ignore[type-arg]
+    """The arguments of apply_block for entries `first` .. `first + count - 1`: every
+    third a training event, the others data events; all but every fourth about a model.
+    The new nodes come level by level, as the sequencer makes them, or (`by_level=False`)
+    in the order the leaves complete them."""
+    leaves = [b'{"event":{"n":%d},"submitter":"local"}' % i for i in range(first, first + count)]
     nodes = []
     for leaf in leaves:
         nodes.extend(compact.append(merkle.leaf_hash(leaf)))
-    header = b'{"height":0}'
-    store.apply_block(
-        BlockRecord(
-            0,
-            header,
-            hashlib.sha256(header).digest(),
-            ({"node": "n", "key_id": "00000000", "sig": "AA=="},),
-            0,
-            3,
-        ),
-        [
-            NewLeaf(
-                leaf,
-                merkle.leaf_hash(leaf),
-                event_digest("urn:s", str(i)),
-                "provledger.data.v1",
-                "model:m" if i else None,
-            )
-            for i, leaf in enumerate(leaves)
-        ],
-        nodes,
-        Head(0, hashlib.sha256(header).digest(), 3, 1),
+    if by_level:
+        nodes.sort(key=lambda node: (node[0], node[1]))
+    header = b'{"height":%d}' % height
+    record = BlockRecord(
+        height,
+        header,
+        hashlib.sha256(header).digest(),
+        ({"node": "n", "key_id": "00000000", "sig": "AA=="},),
+        first,
+        count,
     )
+    new = [
+        NewLeaf(
+            leaf,
+            merkle.leaf_hash(leaf),
+            event_digest("urn:s", str(i)),
+            "provledger.training.v1" if i % 3 == 0 else "provledger.data.v1",
+            None if i % 4 == 0 else f"model:m{i % 2}",
+        )
+        for i, leaf in enumerate(leaves, start=first)
+    ]
+    return record, new, nodes, Head(height, record.header_hash, first + count, 1)
+
+
+def _fixture_block(store: LevelDBStore) -> None:
+    store.apply_block(*_block(0, 0, 3, merkle.CompactRange()))
+
+
+def _write_format_1(path: Path, blocks: list[tuple]) -> None:  # type: ignore[type-arg]
+    """What a format-1 node wrote for these blocks: one key per node and index entry."""
+    db = plyvel.DB(str(path), create_if_missing=True)
+    db.put(b"Mformat", b"provledger-leveldb/1")
+    for record, leaves, nodes, head in blocks:
+        with db.write_batch() as wb:
+            for index, new in enumerate(leaves, start=record.first_index):
+                key = codec.u64(index)
+                wb.put(codec.LEAF + key, new.leaf)
+                wb.put(codec.LEAF_HASH + new.leaf_hash, key)
+                wb.put(codec.EVENT_ID + new.identity, key)
+                wb.put(codec.type_prefix(new.type) + key, b"")
+                if new.subject is not None:
+                    wb.put(codec.subject_prefix(new.subject) + key, new.type.encode())
+            for level, index, node_hash in nodes:
+                wb.put(codec.node_key(level, index), node_hash)
+            wb.put(codec.block_key(record.height), record.header)
+            wb.put(codec.signatures_key(record.height), json.dumps(record.signatures).encode())
+            wb.put(codec.block_start_key(record.first_index), codec.u64(record.height))
+            head_json = {
+                "height": head.height,
+                "hash": head.header_hash.hex(),
+                "tree_size": head.tree_size,
+                "term": head.term,
+            }
+            wb.put(b"Mhead", json.dumps(head_json).encode())
+    db.close()
+
+
+def _expected_query(size: int, event_type: str | None, subject: str | None) -> list[int]:
+    return [
+        i
+        for i in range(size)
+        if (event_type is None or event_type == _block_type(i))
+        and (subject is None or (i % 4 != 0 and subject == f"model:m{i % 2}"))
+    ]
+
+
+def _block_type(i: int) -> str:
+    return "provledger.training.v1" if i % 3 == 0 else "provledger.data.v1"
+
+
+def _check_reads(store: LevelDBStore, size: int) -> None:
+    """Every read of the store against what the blocks wrote."""
+    hashes = [merkle.leaf_hash(store.leaf(i)) for i in range(size)]
+    assert [store.node(0, i) for i in range(size)] == hashes
+    assert store.nodes(0, 1, size - 2) == hashes[1:-1]
+    assert merkle.subtree_root(0, size, store.node) == merkle.root(hashes)
+    for level in range(1, size.bit_length()):
+        width = 1 << level
+        for index in range(size >> level):
+            expected = merkle.root(hashes[index * width : (index + 1) * width])
+            assert store.node(level, index) == expected, (level, index)
+    for event_type in (None, "provledger.training.v1", "provledger.data.v1"):
+        for subject in (None, "model:m0", "model:m1"):
+            everything = _expected_query(size, event_type, subject)
+            for after in (None, 0, 5, size // 2, size - 2):
+                first = 0 if after is None else after + 1
+                expected = [i for i in everything if i >= first]
+                assert store.query(event_type, subject, after, 1000) == expected
+                assert store.query(event_type, subject, after, 3) == expected[:3]
 
 
 def _dump(path: Path) -> list[tuple[bytes, bytes]]:
@@ -61,22 +134,41 @@ def _dump(path: Path) -> list[tuple[bytes, bytes]]:
 
 def test_layout_is_pinned(tmp_path: Path) -> None:
     store = LevelDBStore(tmp_path / "db")
-    _fixture_block(store)
+    compact = merkle.CompactRange()
+    store.apply_block(*_block(0, 0, 3, compact))
+    store.apply_block(*_block(1, 3, 300, compact))
     store.close()
     records = _dump(tmp_path / "db")
     keys = [k for k, _ in records]
+    values = dict(records)
     # One family per prefix, fixed-width big-endian integers.
     assert b"L" + (2).to_bytes(8, "big") in keys
-    assert b"N" + bytes((1,)) + (0).to_bytes(8, "big") in keys
-    assert b"F" + (0).to_bytes(8, "big") in keys
-    assert b"Mformat" in keys and dict(records)[b"Mformat"] == b"provledger-leveldb/1"
+    assert b"F" + (3).to_bytes(8, "big") in keys
+    assert values[b"Mformat"] == b"provledger-leveldb/2"
+    # A key per tree node, as in format 1.
+    assert b"N\x00" + (299).to_bytes(8, "big") in keys
+    assert b"N\x01" + (149).to_bytes(8, "big") in keys
+    assert len(values[b"N\x08" + (0).to_bytes(8, "big")]) == 32
+    # Runs of each block's type and subject index entries, under their first index.
+    runs = [k for k in keys if k[:1] in b"TU"]
+    assert len(runs) == 8  # two types and two subjects, in each of the two blocks
+    assert b"Tprovledger.training.v1\x00" + (3).to_bytes(8, "big") in runs
+    assert b"U\x00\x08model:m1" + (3).to_bytes(8, "big") in runs
+    training = values[b"Tprovledger.training.v1\x00" + (3).to_bytes(8, "big")]
+    assert training == b"".join(i.to_bytes(8, "big") for i in range(3, 303, 3))
+    m1 = values[b"U\x00\x08model:m1" + (3).to_bytes(8, "big")]
+    assert m1[:2] == codec.RUN_MARK + b"\x02"  # two types: training first, then data
+    assert codec.read_subject_run(3, m1) == [
+        (i, b"provledger.training.v1" if i % 3 == 0 else b"provledger.data.v1")
+        for i in range(3, 303, 2)
+    ]
     digest = hashlib.sha256(
         b"".join(len(k).to_bytes(4, "big") + k + len(v).to_bytes(4, "big") + v for k, v in records)
     ).hexdigest()
     assert digest == GOLDEN_DIGEST, digest
 
 
-GOLDEN_DIGEST = "c44c2bead31c03340f1ec52b4e05376cf8076154c8271ed0521aeed8cad994ee"
+GOLDEN_DIGEST = "72a482fd567bf614481e4a6af55ece1908369b65de6d20967878119e2c4c9398"
 
 
 def test_reopen_reads_what_was_written(tmp_path: Path) -> None:
@@ -88,10 +180,53 @@ def test_reopen_reads_what_was_written(tmp_path: Path) -> None:
     assert head is not None and head.tree_size == 3 and head.term == 1
     assert store.index_of_event("urn:s", "2") == 2
     assert store.block_height_of_index(2) == 0
-    assert store.query("provledger.data.v1", "model:m", None, 10) == [1, 2]
+    assert store.query("provledger.data.v1", "model:m1", None, 10) == [1]
     assert store.query(None, None, 0, 10) == [1, 2]
-    root = merkle.subtree_root(0, 3, store.node)
-    assert root == merkle.root([merkle.leaf_hash(store.leaf(i)) for i in range(3)])
+    _check_reads(store, 3)
+    store.close()
+
+
+@pytest.mark.parametrize("by_level", [True, False])
+def test_reads_across_blocks_runs_and_the_kept_upper_levels(tmp_path: Path, by_level: bool) -> None:
+    compact = merkle.CompactRange()
+    store = LevelDBStore(tmp_path / "db")
+    first = 0
+    for height, count in enumerate([5, 1, 26, 7, 64, 3, 300, 250, 2, 1]):
+        store.apply_block(*_block(height, first, count, compact, by_level=by_level))
+        first += count
+    _check_reads(store, first)
+    store.close()
+    reopened = LevelDBStore(tmp_path / "db")  # upper levels loaded again
+    _check_reads(reopened, first)
+    reopened.close()
+
+
+def test_a_format_1_database_is_read_and_extended(tmp_path: Path) -> None:
+    compact = merkle.CompactRange()
+    old = [_block(0, 0, 9, compact), _block(1, 9, 20, compact), _block(2, 29, 250, compact)]
+    _write_format_1(tmp_path / "db", old)
+    store = LevelDBStore(tmp_path / "db")
+    _check_reads(store, 279)
+    assert store.index_of_event("urn:s", "17") == 17
+    store.apply_block(*_block(3, 279, 40, compact))
+    store.apply_block(*_block(4, 319, 2, compact))
+    store.apply_block(*_block(5, 321, 300, compact))
+    _check_reads(store, 621)
+    store.close()
+    assert dict(_dump(tmp_path / "db"))[b"Mformat"] == b"provledger-leveldb/2"
+    reopened = LevelDBStore(tmp_path / "db")
+    _check_reads(reopened, 621)
+    assert reopened.block_height_of_index(620) == 5
+    reopened.close()
+
+
+def test_a_missing_node_is_named(tmp_path: Path) -> None:
+    store = LevelDBStore(tmp_path / "db")
+    _fixture_block(store)
+    with pytest.raises(StorageError, match="missing tree node at level 0, index 3"):
+        store.node(0, 3)
+    with pytest.raises(StorageError, match="missing tree nodes at level 0 from index 2"):
+        store.nodes(0, 2, 2)
     store.close()
 
 
