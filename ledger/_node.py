@@ -282,6 +282,8 @@ class LedgerNode:
         if not 1 <= limit <= 1000:
             raise InvalidRequestError("limit: must be between 1 and 1000")
         size = self.state.tree_size
+        if after is not None and after >= size - 1:  # nothing after it (and no u64 after it)
+            return [], None
         indexes = [i for i in self.store.query(event_type, subject, after, limit + 1) if i < size]
         more = len(indexes) > limit
         page = indexes[:limit]

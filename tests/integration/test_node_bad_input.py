@@ -214,3 +214,18 @@ def test_a_stream_of_chunks_keeps_each_events_place_and_refusal(node: NodeHandle
     code, p = info.value.code(), problem(info.value)
     assert code == grpc.StatusCode.INVALID_ARGUMENT and p.status == 400
     assert p.detail.startswith("events: Append takes one event")
+
+
+@pytest.mark.parametrize("after", [2**64 - 2, 2**64 - 1])
+@pytest.mark.parametrize("field", ["type", "subject", None])
+def test_a_query_after_the_largest_index_is_an_empty_page(
+    node: NodeHandle, after: int, field: str | None
+) -> None:
+    node.stub().Append(pb.AppendRequest(event=json.dumps(training_event(id="q-1")).encode()))
+    request = pb.QueryEventsRequest(after=after, limit=10)
+    if field == "type":
+        request.type = "provledger.training.v1"
+    elif field == "subject":
+        request.subject = "model:fraud@3"
+    page = node.stub().QueryEvents(request, timeout=10)
+    assert list(page.entries) == [] and not page.HasField("next_after")
