@@ -72,6 +72,63 @@ def abort(context: grpc.ServicerContext, error: LedgerError) -> NoReturn:
     raise AssertionError("unreachable")
 
 
+class InternalErrors(grpc.ServerInterceptor):  # type: ignore[misc]
+    """An exception a handler did not mean (a bug) becomes INTERNAL with a Problem that
+    names the method, and its traceback goes to the node's log; without this gRPC would
+    answer UNKNOWN with the exception's own words. A handler's own abort, and a client
+    that went away (an RpcError), pass through as they are."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(details)
+        if handler is None:
+            return None
+        method = details.method
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=_guarded(handler.unary_unary, method))
+        if handler.stream_unary is not None:
+            return handler._replace(stream_unary=_guarded(handler.stream_unary, method))
+        if handler.unary_stream is not None:
+            return handler._replace(unary_stream=_guarded_stream(handler.unary_stream, method))
+        return handler._replace(stream_stream=_guarded_stream(handler.stream_stream, method))
+
+
+def _guarded(behavior: Callable[[Any, Any], Any], method: str) -> Callable[[Any, Any], Any]:
+    def run(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return behavior(request, context)
+        except grpc.RpcError:
+            raise
+        except Exception as exc:
+            _internal(context, method, exc)
+
+    return run
+
+
+def _guarded_stream(
+    behavior: Callable[[Any, Any], Iterator[Any]], method: str
+) -> Callable[[Any, Any], Iterator[Any]]:
+    def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from behavior(request, context)
+        except grpc.RpcError:
+            raise
+        except Exception as exc:
+            _internal(context, method, exc)
+
+    return run
+
+
+def _internal(context: grpc.ServicerContext, method: str, exc: Exception) -> NoReturn:
+    if context.code() is not None:  # the handler aborted, or set its status, on purpose
+        raise exc
+    log.error("%s failed", method, exc_info=exc)
+    abort(context, LedgerError(f"internal error in {method}; the node's log has the details"))
+
+
 def receipt_pb(r: Receipt) -> pb.Receipt:
     out = pb.Receipt()
     _fill_receipt(out, r)
@@ -589,6 +646,7 @@ def serve(node: LedgerNode, extra: Callable[[grpc.Server], None] | None = None) 
     """Starts the gRPC server on the configured address (the node must already be started)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=node.config.workers, thread_name_prefix="grpc"),
+        interceptors=[InternalErrors()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
