@@ -129,6 +129,22 @@ def raw_run(path: Path, events: int, format_1: bool = False) -> tuple[float, flo
         block_size=64 << 10,
     )
 
+    def per_event(
+        index: int, leaf: bytes, leaf_hash: bytes, identity: bytes
+    ) -> list[tuple[bytes, bytes]]:
+        """The keys both formats write for each event: leaf, leaf hash, identity and the
+        tree nodes it completes (a level-1 node every other event)."""
+        key = index.to_bytes(8, "big")
+        out = [
+            (b"L" + key, leaf),
+            (b"H" + leaf_hash, key),
+            (b"E" + identity, key),
+            (b"N\0" + key, leaf_hash),
+        ]
+        if index % 2:
+            out.append((b"N\1" + key, leaf_hash))
+        return out
+
     def keys(first: int) -> list[tuple[bytes, bytes]]:
         """The store's keys: leaf, leaf hash, identity and tree nodes per event, then
         the block's runs of index entries by type and by subject."""
@@ -138,15 +154,7 @@ def raw_run(path: Path, events: int, format_1: bool = False) -> tuple[float, flo
         for index, (leaf, leaf_hash, identity, kind, subject) in enumerate(
             _leaves(first), start=first
         ):
-            key = index.to_bytes(8, "big")
-            out += [
-                (b"L" + key, leaf),
-                (b"H" + leaf_hash, key),
-                (b"E" + identity, key),
-                (b"N\0" + key, leaf_hash),
-            ]
-            if index % 2:
-                out.append((b"N\1" + key, leaf_hash))
+            out += per_event(index, leaf, leaf_hash, identity)
             by_type.setdefault(kind, []).append(index)
             by_subject.setdefault(subject, []).append((index, kind))
         for kind, indexes in by_type.items():
@@ -166,16 +174,11 @@ def raw_run(path: Path, events: int, format_1: bool = False) -> tuple[float, flo
             _leaves(first), start=first
         ):
             key = index.to_bytes(8, "big")
+            out += per_event(index, leaf, leaf_hash, identity)
             out += [
-                (b"L" + key, leaf),
-                (b"H" + leaf_hash, key),
-                (b"E" + identity, key),
                 (codec.type_prefix(kind) + key, b""),
                 (codec.subject_prefix(subject) + key, kind.encode()),
-                (b"N\0" + key, leaf_hash),
             ]
-            if index % 2:
-                out.append((b"N\1" + key, leaf_hash))
         return out
 
     def write(block: list[tuple[bytes, bytes]]) -> None:

@@ -94,7 +94,7 @@ class InitOptions:
 # use". Outgoing connections never take ports below the kernel's ephemeral range, so the
 # ports come from there, in a band of their own: tests/harness/procs.py picks the ports
 # of its own processes from 20000 up, and the two never draw the same port.
-_PORT_BAND = (10000, 20000)
+INIT_PORTS = (10000, 20000)
 
 
 def _ephemeral_low() -> int:
@@ -104,16 +104,17 @@ def _ephemeral_low() -> int:
         return 32768
 
 
-class _PortPicker:
-    """Distinct loopback ports, free when picked, below the ephemeral range."""
+class PortPicker:
+    """Distinct loopback ports from [low, high), free when picked, and below the kernel's
+    ephemeral range whatever `high` says."""
 
-    def __init__(self) -> None:
-        self._low, self._high = _PORT_BAND[0], min(_PORT_BAND[1], _ephemeral_low())
+    def __init__(self, low: int, high: int) -> None:
+        self.low, self.high = low, min(high, _ephemeral_low())
         self._picked: set[int] = set()
 
     def __call__(self) -> int:
         for _ in range(1000):
-            port = secrets.randbelow(self._high - self._low) + self._low
+            port = secrets.randbelow(self.high - self.low) + self.low
             if port in self._picked:
                 continue
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -123,7 +124,7 @@ class _PortPicker:
                     continue
             self._picked.add(port)
             return port
-        raise ClusterError(f"no free loopback port in [{self._low}, {self._high})")
+        raise ClusterError(f"no free loopback port in [{self.low}, {self.high})")
 
 
 def _toml(value: Any) -> str:
@@ -263,7 +264,7 @@ def init_cluster(directory: Path, options: InitOptions) -> dict[str, Any]:
     log_signer = Signer.from_seed(origin, log_seed)
     ca = _CA(root / "ca") if options.tls else None
 
-    free_port = _PortPicker()
+    free_port = PortPicker(*INIT_PORTS)
     etcd = []
     for i in range(options.etcd_members):
         etcd.append({"name": f"etcd-{i + 1}", "client": free_port(), "peer": free_port()})

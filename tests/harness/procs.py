@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,18 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clients._cluster import PortPicker
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
 _PORTS_FROM = 20000
-_handed_out: set[int] = set()
+_pick_port = PortPicker(_PORTS_FROM, 65536)
 
 
 def free_port() -> int:
@@ -37,19 +30,7 @@ def free_port() -> int:
     Outgoing connections never take ports below the ephemeral range. `provledger cluster
     init` picks its ports from 10000 to 20000 for the same reason, so the two bands never
     hand out the same port."""
-    rng = random.Random()
-    for _ in range(1000):
-        port = rng.randrange(_PORTS_FROM, _ephemeral_low())
-        if port in _handed_out:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise RuntimeError(f"no free port from {_PORTS_FROM} below the ephemeral range")
+    return _pick_port()
 
 
 @dataclass
