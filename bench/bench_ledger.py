@@ -37,6 +37,7 @@ from bench._common import (
     started_pss_mb,
     training_event,
 )
+from tests.harness.procs import free_port  # below the ephemeral range, as the tests' ports
 
 
 def raw_store_rate(path: Path, leaves: int = 100_000) -> float:
@@ -130,13 +131,6 @@ def wait_ready(address: str, proc: subprocess.Popen[bytes], timeout: float = 120
         except grpc.RpcError:
             time.sleep(0.01)
     raise SystemExit("node did not become ready")
-
-
-def free_port() -> int:
-    """Below the ephemeral range, as the tests pick theirs (see tests/harness/procs.py)."""
-    from tests.harness.procs import free_port as harness_free_port
-
-    return harness_free_port()
 
 
 # client processes
