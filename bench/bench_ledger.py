@@ -92,23 +92,26 @@ def _kill_at_exit(proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
     return proc
 
 
-def start_node(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+def start_node(tmp: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     config = tmp / "node.toml"
     config.write_text(
         f'node_id = "bench-1"\ndata_dir = "{tmp / "data"}"\nlisten = "127.0.0.1:{port}"\n'
         'origin = "bench.provledger.local/log"\nmax_block_entries = 1000\nmax_block_delay_ms = 20\n'
     )
-    proc = _kill_at_exit(spawn_node(config, tmp / "node.log"))
+    proc = _kill_at_exit(spawn_node(config, tmp / "node.log", env))
     wait_ready(f"127.0.0.1:{port}", proc)
     return proc
 
 
-def spawn_node(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    """`python -m ledger` with `config`, its output appended to `log`."""
+def spawn_node(
+    config: Path, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`python -m ledger` with `config` (and `env`), its output appended to `log`."""
     return subprocess.Popen(
         [sys.executable, "-m", "ledger", "--config", str(config), "--log-level", "WARNING"],
         stdout=open(log, "ab"),
         stderr=subprocess.STDOUT,
+        env=env,
     )
 
 
