@@ -1,6 +1,6 @@
-"""`python -m ledger --config node.toml`: run one ledger node until SIGTERM or Ctrl-C.
+"""`python -m ledger --config node.toml`: run one ledger node until SIGTERM or Ctrl-C."""
 
-`ledger/__main__.py` chooses grpc's poller first, then calls `main`."""
+# ledger/__main__.py chooses grpc's poller, then calls `main`.
 
 from __future__ import annotations
 
