@@ -214,6 +214,17 @@ class LedgerNode:
         worker when it is large enough) and handed to the sequencer in input order, so a
         long client stream is being sealed while the rest of it is still coming in.
         """
+        with self.sequencer.request() as request:
+            refused, tickets, count = self._hand_over(raws, principal)
+            request.handed_over()
+            outcomes = iter([outcome for ticket in tickets for outcome in ticket.wait()])
+        return [refused[i] if i in refused else next(outcomes) for i in range(count)]
+
+    def _hand_over(
+        self, raws: Iterable[bytes], principal: Principal
+    ) -> tuple[dict[int, LedgerError], list[Ticket], int]:
+        """Checks and queues the events of one request, chunk by chunk: its refusals by
+        position, the tickets of what it queued, and its number of events."""
         refused: dict[int, LedgerError] = {}
         tickets: list[Ticket] = []
         checking: deque[tuple[int, list[bytes], Checking | None]]
@@ -248,8 +259,7 @@ class LedgerNode:
                 (count - len(chunk), chunk, self.admission.submit(chunk, principal.name))
             )
         settle(wait=True)
-        outcomes = iter([outcome for ticket in tickets for outcome in ticket.wait()])
-        return [refused[i] if i in refused else next(outcomes) for i in range(count)]
+        return refused, tickets, count
 
     def _admitted(self, accepted: Admitted | None, raw: bytes, principal: Principal) -> Admitted:
         """A worker's acceptance, checked against the principal; else the node's own

@@ -3,15 +3,18 @@
 Admission (any request thread) checks `(source, id)` against committed and pending
 entries and queues the entry. The sequencer thread seals a block when it holds
 `max_block_entries` entries, `max_block_bytes` bytes, or `max_block_delay` after its
-first entry: integrates it into the tree and signs header and checkpoint. The committer
-thread commits each sealed block, in order, through the coordinator and the store, then
-resolves the waiting tickets. Block h+1 is sealed while block h is being written; nothing
-is acknowledged before its block is durable, and a block whose predecessor was not
-committed is refused with it.
+first entry, or at once when waiting could gain nothing: when the only request in the
+node has handed all its entries over (see `request`). Sealing integrates the block into
+the tree and signs header and checkpoint. The committer thread commits each sealed
+block, in order, through the coordinator and the store, then resolves the waiting
+tickets. Block h+1 is sealed while block h is being written; nothing is acknowledged
+before its block is durable, and a block whose predecessor was not committed is refused
+with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -20,7 +23,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -40,6 +43,7 @@ __all__ = [
     "LogState",
     "Outcome",
     "Receipt",
+    "Request",
     "Sequencer",
     "SequencerLimits",
     "Ticket",
@@ -258,6 +262,22 @@ def load_state(store: LevelDBStore, origin: str, log_signer: Signer) -> LogState
     )
 
 
+class Request:
+    """One request in the node (`Sequencer.request`)."""
+
+    __slots__ = ("_done", "_sequencer")
+
+    def __init__(self, sequencer: Sequencer) -> None:
+        self._sequencer = sequencer
+        self._done = False
+
+    def handed_over(self) -> None:
+        """All of this request's entries are submitted (later calls do nothing)."""
+        if not self._done:
+            self._done = True
+            self._sequencer._handed_over()
+
+
 class Sequencer:
     def __init__(
         self,
@@ -294,6 +314,8 @@ class Sequencer:
         self._sealed: queue.Queue[_Sealed | None] = queue.Queue(maxsize=1)
         self._rewind = False  # a block was not committed: seal the next on `state` again
         self._filter: IdentityFilter | None = None
+        self._requests = 0  # requests in the node (see `request`)
+        self._arriving = 0  # of which still handing entries over
 
     # lifecycle
 
@@ -358,6 +380,36 @@ class Sequencer:
             self.state = state
 
     # admission
+
+    @contextlib.contextmanager
+    def request(self) -> Iterator[Request]:
+        """Brackets one request, from its first event to its last receipt; it calls
+        `handed_over()` once it has submitted all its entries.
+
+        While several requests are in the node, a block gathers entries up to its limits,
+        as the clients of the others may send more meanwhile. A request alone in the node
+        that has handed everything over can be joined by nobody: its entries are sealed
+        at once rather than after `max_block_delay`."""
+        request = Request(self)
+        with self._lock:
+            self._requests += 1
+            self._arriving += 1
+        try:
+            yield request
+        finally:
+            request.handed_over()
+            with self._lock:
+                self._requests -= 1
+                self._wake_if_alone()
+
+    def _handed_over(self) -> None:
+        with self._lock:
+            self._arriving -= 1
+            self._wake_if_alone()
+
+    def _wake_if_alone(self) -> None:
+        if self._queue and self._arriving == 0 and self._requests <= 1:
+            self._wakeup.notify()
 
     def submit(self, entries: Sequence[Admitted]) -> Ticket:
         """Queues entries under one lock acquisition; an identical retry of a pending or
@@ -451,6 +503,8 @@ class Sequencer:
                 and len(self._queue) < limits.max_block_entries
                 and self._queued_bytes < limits.max_block_bytes
             ):
+                if self._arriving == 0 and self._requests <= 1:
+                    break  # nothing else can come: see `request`
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -554,7 +608,7 @@ class Sequencer:
         )
         header_bytes = header.canonical()
         header_hash = hashlib.sha256(header_bytes).digest()
-        signature = sign_header(header_bytes, self._node_id, self._signer)
+        signature = sign_header(header, self._node_id, self._signer)
         checkpoint = sign_checkpoint(Checkpoint(self._origin, tree_size, tree_root), self._signer)
         record = BlockRecord(
             height=height,

@@ -216,7 +216,7 @@ class Verifier:
 class Signer:
     """A named Ed25519 private key. Its repr never shows key material."""
 
-    __slots__ = ("_key", "_name", "_public_key")
+    __slots__ = ("_key", "_key_id", "_name", "_public_key")
 
     def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
         self._name = _check_key_name(name)
@@ -224,6 +224,7 @@ class Signer:
             raise ValueError("private key must be an Ed25519PrivateKey")
         self._key = private_key
         self._public_key = private_key.public_key().public_bytes_raw()
+        self._key_id = key_id(self._name, KEY_TYPE_ED25519, self._public_key)  # used per block
 
     @classmethod
     def generate(cls, name: str) -> Signer:
@@ -253,7 +254,7 @@ class Signer:
 
     @property
     def key_id(self) -> bytes:
-        return key_id(self._name, KEY_TYPE_ED25519, self._public_key)
+        return self._key_id
 
     @property
     def cosignature_key_id(self) -> bytes:

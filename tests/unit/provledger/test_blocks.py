@@ -137,6 +137,12 @@ def test_genesis_header() -> None:
         ({"timestamp": "2025-01-31 12:00:00.123Z"}, "timestamp"),
         ({"timestamp": "2025-02-30T12:00:00.123Z"}, "timestamp"),
         ({"timestamp": "2025-01-31T24:00:00.123Z"}, "timestamp"),
+        ({"timestamp": "2025-13-01T12:00:00.123Z"}, "timestamp"),
+        ({"timestamp": "2025-00-10T12:00:00.123Z"}, "timestamp"),
+        ({"timestamp": "2023-02-29T12:00:00.123Z"}, "timestamp"),
+        ({"timestamp": "0000-01-01T12:00:00.123Z"}, "timestamp"),
+        ({"timestamp": "2025-01-31T12:60:00.123Z"}, "timestamp"),
+        ({"timestamp": "2025-01-31T12:00:60.123Z"}, "timestamp"),
         ({"timestamp": 1738324800123}, "timestamp"),
         ({"leader": ""}, "leader"),
         ({"leader": "node 1"}, "leader"),
@@ -147,6 +153,14 @@ def test_genesis_header() -> None:
 def test_from_json_names_the_bad_field(changes: dict[str, Any], field: str) -> None:
     with pytest.raises(ValueError, match=f"'{field}'"):
         BlockHeader.from_json(golden_json(**changes))
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    ["2024-02-29T23:59:59.999Z", "2000-02-29T00:00:00.000Z", "9999-12-31T23:59:59.999Z"],
+)
+def test_from_json_takes_every_valid_timestamp(timestamp: str) -> None:
+    assert BlockHeader.from_json(golden_json(timestamp=timestamp)).timestamp == timestamp
 
 
 @pytest.mark.parametrize("field", sorted(GOLDEN.to_json()))
