@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import itertools
 import logging
+import operator
 import queue
 import threading
 import time
@@ -66,6 +67,11 @@ class Admitted(NamedTuple):
     subject: str | None
     leaf_hash: bytes  # merkle.leaf_hash(leaf)
     identity: bytes  # event_digest(source, id)
+
+
+# An Admitted's fields in NewLeaf's order, as the store takes them: a plain tuple, made
+# in C (a fifth of the time a NewLeaf from five attribute reads takes).
+_AS_NEW_LEAF = operator.itemgetter(*(Admitted._fields.index(name) for name in NewLeaf._fields))
 
 
 def admitted(entry: LedgerEntry) -> Admitted:
@@ -650,14 +656,10 @@ class Sequencer:
                 state.tree_size,
             )
         )
+        as_new_leaf = _AS_NEW_LEAF
         self._store.apply_block(
             record,
-            [
-                NewLeaf(
-                    p.entry.leaf, p.entry.leaf_hash, p.entry.identity, p.entry.type, p.entry.subject
-                )
-                for p in batch
-            ],
+            [as_new_leaf(p.entry) for p in batch],
             sealed.nodes,
             Head(record.height, record.header_hash, state.tree_size, self._term),
         )

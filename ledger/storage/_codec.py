@@ -69,8 +69,12 @@ def event_id_key(source: str, event_id: str) -> bytes:
     return EVENT_ID + event_digest(source, event_id)
 
 
+# N<u8 level> for every u8 level, made once rather than per key
+NODE_LEVEL_PREFIXES = tuple(NODE + bytes((level,)) for level in range(256))
+
+
 def node_key(level: int, index: int) -> bytes:
-    return NODE + bytes((level,)) + _U64.pack(index)
+    return NODE_LEVEL_PREFIXES[level] + _U64.pack(index)
 
 
 def block_key(height: int) -> bytes:

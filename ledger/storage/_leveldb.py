@@ -35,7 +35,8 @@ class Head:
 
 
 class NewLeaf(NamedTuple):
-    """What the store writes for one new leaf (a tuple: a block makes a thousand)."""
+    """What the store writes for one new leaf: any tuple of these fields, in this order
+    (a block makes a thousand; the sequencer passes plain tuples)."""
 
     leaf: bytes
     leaf_hash: bytes
@@ -347,9 +348,9 @@ class LevelDBStore:
                         codec.subject_prefix(subject) + u64(entries[0][0]),
                         codec.subject_run(entries),
                     )
-                node_prefix = codec.NODE
+                level_prefixes = codec.NODE_LEVEL_PREFIXES
                 for level, node_index, h in nodes:
-                    put(node_prefix + bytes((level,)) + codec.u64(node_index), h)
+                    put(level_prefixes[level] + u64(node_index), h)
                 put(codec.block_key(block.height), block.header)
                 put(codec.signatures_key(block.height), json.dumps(list(block.signatures)).encode())
                 put(codec.block_start_key(block.first_index), codec.u64(block.height))
