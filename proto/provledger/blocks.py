@@ -77,7 +77,7 @@ def _check_timestamp(value: object) -> str:
             "block header field 'timestamp': expected RFC 3339 UTC with milliseconds "
             "(YYYY-MM-DDTHH:MM:SS.mmmZ)"
         )
-    try:  # the fields' ranges, as strptime checks them, in a fiftieth of its time
+    try:  # the fields' ranges, as strptime checks them, in a fifth of its time
         datetime(
             int(value[0:4]),
             int(value[5:7]),
