@@ -28,8 +28,8 @@ from ledger.sequencer import (
 from ledger.storage import LevelDBStore
 from provledger.errors import UnavailableError
 from provledger.events import entry_from_json
-from provledger.note import Signer
 from tests.harness.cluster import make_event
+from tests.harness.sequencer import start_sequencer
 
 ORIGIN = "group-commit.test/log"
 DELAY_S = 10.0
@@ -44,16 +44,12 @@ def event(i: int) -> Admitted:
 @pytest.fixture
 def sequencer(tmp_path: Path) -> Iterator[Sequencer]:
     store = LevelDBStore(tmp_path / "db")
-    coordinator = LocalCoordinator(store, "n1", "127.0.0.1:1")
-    seq = Sequencer(
+    seq = start_sequencer(
         store,
-        coordinator,
+        LocalCoordinator(store, "n1", "127.0.0.1:1"),
+        SequencerLimits(max_block_entries=1000, max_block_delay=DELAY_S),
         origin=ORIGIN,
-        node_id="n1",
-        log_signer=Signer.generate(ORIGIN),
-        limits=SequencerLimits(max_block_entries=1000, max_block_delay=DELAY_S),
     )
-    seq.start(coordinator.campaign())
     yield seq
     seq.stop()
     store.close()

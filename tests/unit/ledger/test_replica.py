@@ -19,13 +19,14 @@ from ledger._replica import (
     verify_block,
 )
 from ledger.coordinator import LocalCoordinator
-from ledger.sequencer import LogState, Sequencer, SequencerLimits, admitted, load_state
+from ledger.sequencer import LogState, SequencerLimits, admitted, load_state
 from ledger.storage import LevelDBStore
 from provledger import merkle
 from provledger.blocks import BlockHeader, sign_header
 from provledger.events import make_entry
 from provledger.note import Signer
 from provledger.v1 import ledger_pb2 as pb
+from tests.harness.sequencer import start_sequencer
 
 ORIGIN = "unit.provledger.local/replica"
 
@@ -54,16 +55,14 @@ def chain(
     path: Path = tmp_path_factory.mktemp("leader")
     store = LevelDBStore(path / "db")
     signer = Signer.generate(ORIGIN)
-    coordinator = LocalCoordinator(store, "node-1", "127.0.0.1:1")
-    sequencer = Sequencer(
+    sequencer = start_sequencer(
         store,
-        coordinator,
+        LocalCoordinator(store, "node-1", "127.0.0.1:1"),
+        SequencerLimits(max_block_entries=3, max_block_delay=0.001),
         origin=ORIGIN,
         node_id="node-1",
-        log_signer=signer,
-        limits=SequencerLimits(max_block_entries=3, max_block_delay=0.001),
+        signer=signer,
     )
-    sequencer.start(coordinator.campaign())
     blocks = []
     try:
         for b in range(3):

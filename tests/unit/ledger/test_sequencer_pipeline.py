@@ -17,9 +17,9 @@ from provledger import merkle
 from provledger.blocks import BlockHeader
 from provledger.errors import LedgerError, StorageError, UnavailableError
 from provledger.events import entry_from_json
-from provledger.note import Signer
 from tests.harness.cluster import make_event
 from tests.harness.procs import wait_until
+from tests.harness.sequencer import start_sequencer
 
 ORIGIN = "pipeline.test/log"
 
@@ -68,16 +68,8 @@ def sequencer(
 ) -> tuple[Sequencer, HeldCoordinator]:
     store = store_type(tmp_path / "db")
     coordinator = HeldCoordinator(store, coordinator_held, refuse)
-    seq = Sequencer(
-        store,
-        coordinator,
-        origin=ORIGIN,
-        node_id="n1",
-        log_signer=Signer.generate(ORIGIN),
-        limits=SequencerLimits(max_block_entries=2, max_block_delay=0.001),
-    )
-    seq.start(coordinator.campaign())
-    return seq, coordinator
+    limits = SequencerLimits(max_block_entries=2, max_block_delay=0.001)
+    return start_sequencer(store, coordinator, limits, origin=ORIGIN), coordinator
 
 
 def test_a_refused_block_takes_the_block_sealed_on_it_along(tmp_path: Path) -> None:
