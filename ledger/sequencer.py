@@ -414,8 +414,13 @@ class Sequencer:
             self._wake_if_alone()
 
     def _wake_if_alone(self) -> None:
-        if self._queue and self._arriving == 0 and self._requests <= 1:
+        if self._queue and self._nothing_more_coming():
             self._wakeup.notify()
+
+    def _nothing_more_coming(self) -> bool:
+        """No request but one is in the node, and it has handed everything over (under
+        `_lock`)."""
+        return self._arriving == 0 and self._requests <= 1
 
     def submit(self, entries: Sequence[Admitted]) -> Ticket:
         """Queues entries under one lock acquisition; an identical retry of a pending or
@@ -509,8 +514,8 @@ class Sequencer:
                 and len(self._queue) < limits.max_block_entries
                 and self._queued_bytes < limits.max_block_bytes
             ):
-                if self._arriving == 0 and self._requests <= 1:
-                    break  # nothing else can come: see `request`
+                if self._nothing_more_coming():
+                    break  # see `request`
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
