@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 FORWARDED_KEY = "provledger-forwarded"  # metadata on a write a follower forwards
-# A leader pushes each block as the payload it made once for etcd (zlib: 47 KB rather
+# A leader pushes each block as the payload it made once for etcd (zstd: 28 KB rather
 # than 700 KB of leaves for 1,000 events), not as a Block each push would serialize.
 _PUSH_PAYLOAD = "/provledger.v1.Replication/PushPayload"
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from ledger._replica import (
     BlockRefusedError,
@@ -200,10 +201,19 @@ def test_etcd_payloads_are_compressed_and_plain_ones_still_read(
 ) -> None:
     _, blocks = chain
     block = blocks[1][1]
-    payload = encode_payload(block.SerializeToString())
-    assert payload[:1] == b"\x01" and decode_block(payload) == block
-    # A leader before compression stored the serialized Block itself.
-    assert decode_block(block.SerializeToString()) == block
+    serialized = block.SerializeToString()
+    payload = encode_payload(serialized)
+    assert payload[:1] == b"\x02" and len(payload) < len(serialized)
+    assert decode_block(payload) == block
+    # Earlier leaders stored zlib payloads, and before those the serialized Block itself.
+    assert decode_block(b"\x01" + zlib.compress(serialized, 1)) == block
+    assert decode_block(serialized) == block
+
+
+def _frame_claiming(size: int) -> bytes:
+    """A zstd frame header (RFC 8878 §3.1.1.1) that states `size` decompressed bytes,
+    then one empty last block: single segment, a 4-byte content size."""
+    return b"\x28\xb5\x2f\xfd" + b"\xa0" + size.to_bytes(4, "little") + b"\x01\x00\x00"
 
 
 @pytest.mark.parametrize(
@@ -211,6 +221,14 @@ def test_etcd_payloads_are_compressed_and_plain_ones_still_read(
     [
         (b"\x01not zlib", "does not decompress"),
         (b"\x01" + zlib.compress(b"\xff\xff\xff"), "is not a block"),
+        (b"\x02not zstd", "does not decompress"),
+        (b"\x02" + zstandard.ZstdCompressor().compress(b"\xff\xff\xff"), "is not a block"),
+        (
+            b"\x02" + zstandard.ZstdCompressor(write_content_size=False).compress(b"\x0a\x00"),
+            "does not state its decompressed size",
+        ),
+        # A frame header that claims 1 GiB: refused before anything is inflated.
+        (b"\x02" + _frame_claiming(1 << 30), "inflates beyond"),
         (b"\xff\xff", "is not a block"),
     ],
 )
