@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -17,6 +18,15 @@ from pathlib import Path
 from types import FrameType
 
 __all__ = ["Child", "Stop", "spawn", "supervising"]
+
+# `spawn` forks (its preexec_fn rules out vfork), and a supervisor uses gRPC before it
+# starts some children (the gateway after the node answers). gRPC's fork support then
+# restarts its poller in the child, where it can meet the descriptors that close_fds has
+# just closed and abort the child before it execs (grpc/grpc#43055: 5 children in 300
+# here, and `provledger run` once failed so). A child never uses the parent's gRPC, so the
+# supervisor turns fork support off; gRPC reads this when first imported, which the
+# supervisors do only after importing this module.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 
 def _die_with_parent() -> None:
