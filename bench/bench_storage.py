@@ -6,7 +6,8 @@ synchronous WriteBatch per block: leaves, both digest indexes, type and subject
 indexes, tree nodes, header, head), timing the writing thread's CPU and, apart, the CPU
 of LevelDB's background thread (memtable flushes and compactions). The limit beside it
 is a bare plyvel loop writing the same keys in the same batches; a second loop writes
-format 1's keys (a key per type and subject index entry, not runs) for comparison.
+format 2's keys (a key per tree node of levels 0 to 3, where format 3 writes a tile per
+16 leaves) for comparison.
 
     python bench/bench_storage.py            # 1 M events (about 2 minutes)
     python bench/bench_storage.py --quick    # 200 k events
@@ -114,7 +115,7 @@ def store_run(path: Path, events: int) -> tuple[float, float, float]:
         store.close()
 
 
-def raw_run(path: Path, events: int, format_1: bool = False) -> tuple[float, float, float]:
+def raw_run(path: Path, events: int, node_keys: bool = False) -> tuple[float, float, float]:
     import plyvel
 
     from ledger.storage import _codec as codec
@@ -128,26 +129,30 @@ def raw_run(path: Path, events: int, format_1: bool = False) -> tuple[float, flo
         write_buffer_size=32 << 20,
         block_size=64 << 10,
     )
+    tile = b"\x00" * codec.tile_bytes(codec.TILE_WIDTH)
 
     def per_event(
         index: int, leaf: bytes, leaf_hash: bytes, identity: bytes
     ) -> list[tuple[bytes, bytes]]:
-        """The keys both formats write for each event: leaf, leaf hash, identity and the
-        tree nodes it completes (a level-1 node every other event)."""
+        """The keys written for each event: leaf, leaf hash, identity and the tree nodes
+        it completes: from level 4 up a key per node; below, a tile per 16 leaves (format
+        3) or a key per node (`node_keys`: format 2)."""
         key = index.to_bytes(8, "big")
-        out = [
-            (b"L" + key, leaf),
-            (b"H" + leaf_hash, key),
-            (b"E" + identity, key),
-            (b"N\0" + key, leaf_hash),
-        ]
-        if index % 2:
-            out.append((b"N\1" + key, leaf_hash))
+        out = [(b"L" + key, leaf), (b"H" + leaf_hash, key), (b"E" + identity, key)]
+        level = 0
+        while True:  # leaf `index` completes the node above it at each level it ends
+            if level >= codec.TILE_LEVELS or node_keys:
+                out.append((codec.node_key(level, index >> level), leaf_hash))
+            level += 1
+            if (index + 1) % (1 << level):
+                break
+        if not node_keys and index % codec.TILE_WIDTH == codec.TILE_WIDTH - 1:
+            out.append((codec.tile_key(index // codec.TILE_WIDTH), tile))
         return out
 
     def keys(first: int) -> list[tuple[bytes, bytes]]:
-        """The store's keys: leaf, leaf hash, identity and tree nodes per event, then
-        the block's runs of index entries by type and by subject."""
+        """The store's keys: those of each event, then the block's runs of index entries
+        by type and by subject."""
         out = []
         by_type: dict[str, list[int]] = {}
         by_subject: dict[str, list[tuple[int, str]]] = {}
@@ -168,26 +173,13 @@ def raw_run(path: Path, events: int, format_1: bool = False) -> tuple[float, flo
             )
         return out
 
-    def keys_format_1(first: int) -> list[tuple[bytes, bytes]]:
-        out = []
-        for index, (leaf, leaf_hash, identity, kind, subject) in enumerate(
-            _leaves(first), start=first
-        ):
-            key = index.to_bytes(8, "big")
-            out += per_event(index, leaf, leaf_hash, identity)
-            out += [
-                (codec.type_prefix(kind) + key, b""),
-                (codec.subject_prefix(subject) + key, kind.encode()),
-            ]
-        return out
-
     def write(block: list[tuple[bytes, bytes]]) -> None:
         with db.write_batch(sync=True) as batch:
             for key, value in block:
                 batch.put(key, value)
 
     try:
-        return measure(keys_format_1 if format_1 else keys, write, events)
+        return measure(keys, write, events)
     finally:
         db.close()
 
@@ -206,7 +198,7 @@ def main() -> None:
         shutil.rmtree(root / "store")  # a 1 M store takes about 750 MB
         raw = raw_run(root / "raw", events)
         shutil.rmtree(root / "raw")
-        raw1 = raw_run(root / "raw1", events, format_1=True)
+        raw2 = raw_run(root / "raw2", events, node_keys=True)
 
     header(f"LevelDB write path, {events:,} events of ~500 bytes in synchronous blocks of 1,000")
     row(
@@ -222,10 +214,10 @@ def main() -> None:
         "",
     )
     row(
-        "bare plyvel, format 1's keys (a key per type and subject index entry)",
-        f"{raw1[0]:,.0f} events/s; {raw1[1]:.1f} / {raw1[2]:.1f} µs",
-        f"{raw[0]:,.0f} events/s with format 2's keys",
-        f"CPU {(raw1[1] + raw1[2]) / (raw[1] + raw[2]):.2f}x format 2's",
+        "bare plyvel, format 2's keys (a key per tree node of levels 0 to 3, not tiles)",
+        f"{raw2[0]:,.0f} events/s; {raw2[1]:.1f} / {raw2[2]:.1f} µs",
+        f"{raw[0]:,.0f} events/s with format 3's keys",
+        f"CPU {(raw2[1] + raw2[2]) / (raw[1] + raw[2]):.2f}x format 3's",
     )
 
 

@@ -7,7 +7,13 @@ Format 2 writes the type and subject index entries a block adds as runs, one per
 and one per subject, each under the (type or subject, index) of its first entry, where
 format 1 wrote a key per entry: seven keys per event become five. Format 2 reads format
 1's entries as runs of one, so a format-1 database is upgraded by rewriting its format
-key. The tree nodes stay one key each, so a proof reads only 32-byte values.
+key.
+
+Format 3 stores the tree's four lowest levels in tiles, one key per 16 leaves, where
+formats 1 and 2 wrote a key per node: about 1.9 keys per event become 1/16, and a proof
+reads one tile instead of four nodes. The nodes from level 4 up stay one key each. A
+format-1 or format-2 database is upgraded when opened (LevelDBStore): its lower nodes
+are copied into tiles, then the format key is rewritten, then the old node keys go.
 """
 
 from __future__ import annotations
@@ -15,14 +21,19 @@ from __future__ import annotations
 import hashlib
 import struct
 
-FORMAT_VERSION = b"provledger-leveldb/2"
-READABLE_VERSIONS = (b"provledger-leveldb/1", FORMAT_VERSION)
+FORMAT_VERSION = b"provledger-leveldb/3"
+READABLE_VERSIONS = (b"provledger-leveldb/1", b"provledger-leveldb/2", FORMAT_VERSION)
 
 META = b"M"  # M<name> -> value
 LEAF = b"L"  # L<u64 index> -> leaf bytes
 LEAF_HASH = b"H"  # H<32-byte leaf hash> -> u64 index
 EVENT_ID = b"E"  # E<sha256(u16 len source || source || id)> -> u64 index
-NODE = b"N"  # N<u8 level><u64 index> -> 32-byte hash of a complete subtree
+NODE = b"N"  # N<u8 level><u64 index> -> 32-byte hash of a complete subtree (format 3: level >= 4)
+# D<u64 tile> -> levels 0 to 3 of the tree over leaves 16*tile .. 16*tile + 15: the
+# complete nodes of each level in turn, from level 0, 32 bytes each. A tile over w < 16
+# leaves (the log's right edge) holds w, w>>1, w>>2 and w>>3 of them, and is written
+# again as the log grows.
+TILE = b"D"
 BLOCK = b"B"  # B<u64 height> -> header JCS bytes
 SIGNATURES = b"S"  # S<u64 height> -> JSON list of signatures
 BLOCK_START = b"F"  # F<u64 first_index> -> u64 height
@@ -75,6 +86,35 @@ NODE_LEVEL_PREFIXES = tuple(NODE + bytes((level,)) for level in range(256))
 
 def node_key(level: int, index: int) -> bytes:
     return NODE_LEVEL_PREFIXES[level] + _U64.pack(index)
+
+
+TILE_LEVELS = 4  # levels 0 to 3 are kept in tiles
+TILE_WIDTH = 1 << TILE_LEVELS  # leaves under one tile
+_HASH = 32
+
+
+def tile_key(tile: int) -> bytes:
+    return TILE + _U64.pack(tile)
+
+
+def tile_bytes(width: int) -> int:
+    """The length of a tile over `width` leaves."""
+    return _HASH * sum(width >> level for level in range(TILE_LEVELS))
+
+
+# A tile's width from its length (the length grows with the width, so it tells it).
+_TILE_WIDTHS = {tile_bytes(width): width for width in range(1, TILE_WIDTH + 1)}
+
+
+def tile_width(value: bytes) -> int | None:
+    """The number of leaves under a stored tile; None if its length fits no width."""
+    return _TILE_WIDTHS.get(len(value))
+
+
+def tile_level(value: bytes, width: int, level: int) -> bytes:
+    """The joined hashes of `level` (< TILE_LEVELS) in a tile over `width` leaves."""
+    start = _HASH * sum(width >> lower for lower in range(level))
+    return value[start : start + _HASH * (width >> level)]
 
 
 def block_key(height: int) -> bytes:

@@ -18,7 +18,8 @@ from provledger.errors import NotFoundError, StorageError
 
 __all__ = ["BlockRecord", "Head", "LevelDBStore", "NewLeaf", "event_digest"]
 
-_LOWEST_KEPT_LEVEL = 4  # subtrees of 16 leaves and up: 4 MB at a million entries
+# Every level above the tiles, subtrees of 16 leaves and up: 4 MB at a million entries.
+_LOWEST_KEPT_LEVEL = codec.TILE_LEVELS
 _KEPT_LEVELS_BUDGET = 16 * 1024 * 1024
 
 event_digest = codec.event_digest
@@ -55,6 +56,14 @@ class BlockRecord:
     count: int
 
 
+def _unzip(nodes: Sequence[tuple[int, bytes]]) -> tuple[tuple[int, ...], tuple[bytes, ...]]:
+    """(indexes, hashes) of (index, hash) pairs."""
+    if not nodes:
+        return (), ()
+    indexes, hashes = zip(*nodes, strict=True)
+    return indexes, hashes
+
+
 class LevelDBStore:
     """Leaves, indexes, stored subtree hashes and signed block headers of one log."""
 
@@ -82,6 +91,7 @@ class LevelDBStore:
         except plyvel.Error as exc:
             raise StorageError(f"cannot open LevelDB at {path}: {exc}") from exc
         self._write_lock = threading.Lock()
+        self._recent_tile: tuple[int, int, bytes] = (-1, 0, b"")  # see `node`
         version = self._db.get(codec.meta_key("format"))
         if version is None:
             if self._db.get(codec.meta_key("head")) is not None:
@@ -91,10 +101,14 @@ class LevelDBStore:
             raise StorageError(
                 f"{path}: unsupported storage format {version!r}, this node reads {readable}"
             )
+        if version is not None and version != codec.FORMAT_VERSION:
+            self._copy_lower_nodes_into_tiles()
         if version != codec.FORMAT_VERSION:
-            # Format 1 is format 2 with runs of one: from now on blocks are written as
-            # runs, which a node that reads only format 1 must not be given.
+            # From now on blocks are written as format 3 (tiles; index runs, which
+            # format 1 lacked), which a node that reads only an earlier format must not
+            # be given.
             self._db.put(codec.meta_key("format"), codec.FORMAT_VERSION, sync=True)
+        self._drop_lower_node_keys()
         # Most of a proof's path lies in the upper levels: they are read once, here.
         self._upper = UpperLevels(_LOWEST_KEPT_LEVEL, _KEPT_LEVELS_BUDGET)
         head = self.head()
@@ -159,12 +173,38 @@ class LevelDBStore:
                 yield key[1:]
 
     def node(self, level: int, index: int) -> bytes:
+        if level < codec.TILE_LEVELS:
+            shift = codec.TILE_LEVELS - level
+            tile = index >> shift
+            position = HASH * (index - (tile << shift))
+            # A proof reads up to four nodes of one tile in a row: the last tile read is
+            # kept. Its nodes never change; a tile read before the log grew past it only
+            # lacks the newer ones, so a node it lacks is looked up again.
+            recent = self._recent_tile
+            for stored in (recent if recent[0] == tile else None, None):
+                if stored is None:
+                    found = self._tile(tile)
+                    if found is None:
+                        break
+                    stored = self._recent_tile = (tile, *found)
+                hashes = codec.tile_level(stored[2], stored[1], level)
+                if position < len(hashes):
+                    return hashes[position : position + HASH]
+            raise StorageError(f"missing tree node at level {level}, index {index}")
         value: bytes | None = self._upper.get(level, index)
         if value is None:
             value = self._db.get(codec.node_key(level, index))
             if value is None:
                 raise StorageError(f"missing tree node at level {level}, index {index}")
         return value
+
+    def _tile(self, tile: int) -> tuple[int, bytes] | None:
+        """(width, value) of a stored tile; None if it is missing or malformed."""
+        value: bytes | None = self._db.get(codec.tile_key(tile))
+        if value is None:
+            return None
+        width = codec.tile_width(value)
+        return None if width is None else (width, value)
 
     def _level_hashes(self, level: int, count: int) -> bytes:
         """The first `count` hashes of a level, joined, or those before the first gap or
@@ -187,16 +227,36 @@ class LevelDBStore:
         return b"".join(found)
 
     def nodes(self, level: int, start: int, count: int) -> list[bytes]:
-        it = self._db.iterator(
-            start=codec.node_key(level, start),
-            stop=codec.node_key(level, start + count),
-            include_key=False,
-        )
-        with it:
-            found = list(it)
+        if level < codec.TILE_LEVELS:
+            found = self._tiled_nodes(level, start, count)
+        else:
+            it = self._db.iterator(
+                start=codec.node_key(level, start),
+                stop=codec.node_key(level, start + count),
+                include_key=False,
+            )
+            with it:
+                found = list(it)
         if len(found) != count:
             raise StorageError(f"missing tree nodes at level {level} from index {start}")
         return found
+
+    def _tiled_nodes(self, level: int, start: int, count: int) -> list[bytes]:
+        """Nodes `start` .. `start + count - 1` of a tiled level, fewer if some are missing."""
+        shift = codec.TILE_LEVELS - level
+        first_tile, last_tile = start >> shift, (start + count - 1) >> shift
+        it = self._db.iterator(start=codec.tile_key(first_tile), stop=codec.tile_key(last_tile + 1))
+        joined = []
+        with it:
+            for expected, (key, value) in enumerate(it, first_tile):
+                width = codec.tile_width(value)
+                if key != codec.tile_key(expected) or width is None:
+                    break
+                joined.append(codec.tile_level(value, width, level))
+        hashes = b"".join(joined)
+        offset = HASH * (start - (first_tile << shift))
+        hashes = hashes[offset : offset + HASH * count]
+        return [hashes[i : i + HASH] for i in range(0, len(hashes), HASH)]
 
     def block(self, height: int) -> BlockRecord:
         header = self._db.get(codec.block_key(height))
@@ -349,8 +409,14 @@ class LevelDBStore:
                         codec.subject_run(entries),
                     )
                 level_prefixes = codec.NODE_LEVEL_PREFIXES
+                tiled: list[list[tuple[int, bytes]]] = [[] for _ in range(codec.TILE_LEVELS)]
                 for level, node_index, h in nodes:
-                    put(level_prefixes[level] + u64(node_index), h)
+                    if level < codec.TILE_LEVELS:
+                        tiled[level].append((node_index, h))
+                    else:
+                        put(level_prefixes[level] + u64(node_index), h)
+                for tile, value in self._tiles_of(block.first_index, head.tree_size, tiled):
+                    put(codec.tile_key(tile), value)
                 put(codec.block_key(block.height), block.header)
                 put(codec.signatures_key(block.height), json.dumps(list(block.signatures)).encode())
                 put(codec.block_start_key(block.first_index), codec.u64(block.height))
@@ -359,6 +425,86 @@ class LevelDBStore:
             except plyvel.Error as exc:
                 raise StorageError(f"cannot write block {block.height}: {exc}") from exc
             self._upper.extend(nodes, head.tree_size)
+
+    def _tiles_of(
+        self, first: int, tree_size: int, new: list[list[tuple[int, bytes]]]
+    ) -> Iterator[tuple[int, bytes]]:
+        """Each tile over leaves `first` .. `tree_size - 1`, whole, from the new nodes of
+        each tiled level (`new[level]`: (index, hash), every node the leaves complete)
+        and those the first tile already held, if the leaves start inside it."""
+        shift = codec.TILE_LEVELS
+        first_tile = first >> shift
+        held: tuple[bytes, ...] = (b"",) * shift
+        if first & (codec.TILE_WIDTH - 1):
+            stored = self._tile(first_tile)
+            if stored is None:
+                raise StorageError(f"missing the tile of tree nodes over leaf {first}")
+            width, value = stored
+            held = tuple(codec.tile_level(value, width, level) for level in range(shift))
+        # Each level's nodes from the first tile's first on, joined.
+        rows = []
+        for level, nodes in enumerate(new):
+            start = (first_tile << (shift - level)) + len(held[level]) // HASH
+            wanted = tuple(range(start, tree_size >> level))
+            indexes, hashes = _unzip(nodes)
+            if indexes != wanted:  # not in index order, or not these nodes
+                indexes, hashes = _unzip(sorted(nodes))
+                if indexes != wanted:
+                    raise StorageError(
+                        f"tree nodes at level {level} do not complete leaves {first} to "
+                        f"{tree_size - 1}"
+                    )
+            rows.append(held[level] + b"".join(hashes))
+        for tile in range(first_tile, ((tree_size - 1) >> shift) + 1):
+            width = min(codec.TILE_WIDTH, tree_size - (tile << shift))
+            parts = []
+            for level, row in enumerate(rows):
+                at = ((tile - first_tile) << (shift - level)) * HASH
+                parts.append(row[at : at + (width >> level) * HASH])
+            yield tile, b"".join(parts)
+
+    # upgrades from formats 1 and 2
+
+    def _copy_lower_nodes_into_tiles(self) -> None:
+        """Writes the tiles of a format-1 or format-2 database from its node keys (which
+        stay until the format key says 3; see `_drop_lower_node_keys`)."""
+        head = self.head()
+        if head is None or head.tree_size == 0:
+            return
+        size = head.tree_size
+        tiles_per_batch = 4096
+        last_tile = (size - 1) >> codec.TILE_LEVELS
+        for first_tile in range(0, last_tile + 1, tiles_per_batch):
+            stop = min(size, (first_tile + tiles_per_batch) << codec.TILE_LEVELS)
+            start = first_tile << codec.TILE_LEVELS
+            nodes = [
+                list(self._stored_nodes(level, start >> level, stop >> level))
+                for level in range(codec.TILE_LEVELS)
+            ]
+            # Synchronous: the tiles are durable before the format key says they exist.
+            with self._db.write_batch(sync=True) as wb:
+                for tile, value in self._tiles_of(start, stop, nodes):
+                    wb.put(codec.tile_key(tile), value)
+
+    def _stored_nodes(self, level: int, start: int, stop: int) -> Iterator[tuple[int, bytes]]:
+        it = self._db.iterator(start=codec.node_key(level, start), stop=codec.node_key(level, stop))
+        with it:
+            for key, value in it:
+                yield codec.read_u64(key, 2), value
+
+    def _drop_lower_node_keys(self) -> None:
+        """Deletes node keys of the tiled levels that an upgrade left (at once, or after
+        a crash in the middle of it)."""
+        stop = codec.node_key(codec.TILE_LEVELS, 0)
+        while True:
+            it = self._db.iterator(start=codec.NODE, stop=stop, include_value=False)
+            with it:
+                keys = [key for key, _ in zip(it, range(100_000), strict=False)]
+            if not keys:
+                return
+            with self._db.write_batch(sync=True) as wb:
+                for key in keys:
+                    wb.delete(key)
 
     def put_signatures(
         self, height: int, signatures: Sequence[dict[str, str]], *, sync: bool = True

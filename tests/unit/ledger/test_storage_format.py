@@ -1,5 +1,5 @@
-"""Golden tests that pin the node's on-disk format, a format-1 database read and
-extended by this format, and a round trip of the key codec.
+"""Golden tests that pin the node's on-disk format, a format-1 database (a key per tree
+node) upgraded, read and extended by this format, and a round trip of the key codec.
 
 If one of these fails, the storage format changed: bump FORMAT_VERSION in
 ledger/storage/_codec.py, write a migration, and only then update the digests here.
@@ -144,10 +144,18 @@ def test_layout_is_pinned(tmp_path: Path) -> None:
     # One family per prefix, fixed-width big-endian integers.
     assert b"L" + (2).to_bytes(8, "big") in keys
     assert b"F" + (3).to_bytes(8, "big") in keys
-    assert values[b"Mformat"] == b"provledger-leveldb/2"
-    # A key per tree node, as in format 1.
-    assert b"N\x00" + (299).to_bytes(8, "big") in keys
-    assert b"N\x01" + (149).to_bytes(8, "big") in keys
+    assert values[b"Mformat"] == b"provledger-leveldb/3"
+    # Levels 0 to 3 in tiles of 16 leaves: 303 leaves fill 18 and 15 of the 19th.
+    tiles = {int.from_bytes(k[1:], "big"): v for k, v in records if k[:1] == b"D"}
+    assert sorted(tiles) == list(range(19))
+    assert len(tiles[0]) == 32 * (16 + 8 + 4 + 2)
+    assert len(tiles[18]) == 32 * (15 + 7 + 3 + 1)
+    hashes = [merkle.leaf_hash(values[b"L" + i.to_bytes(8, "big")]) for i in range(303)]
+    assert tiles[18][: 32 * 15] == b"".join(hashes[288:303])
+    assert tiles[1][32 * 16 : 32 * 17] == merkle.root(hashes[16:18])  # level 1 follows
+    # From level 4 up, a key per node.
+    assert not [k for k in keys if k[:1] == b"N" and k[1] < 4]
+    assert b"N\x04" + (17).to_bytes(8, "big") in keys
     assert len(values[b"N\x08" + (0).to_bytes(8, "big")]) == 32
     # Runs of each block's type and subject index entries, under their first index.
     runs = [k for k in keys if k[:1] in b"TU"]
@@ -168,7 +176,7 @@ def test_layout_is_pinned(tmp_path: Path) -> None:
     assert digest == GOLDEN_DIGEST, digest
 
 
-GOLDEN_DIGEST = "72a482fd567bf614481e4a6af55ece1908369b65de6d20967878119e2c4c9398"
+GOLDEN_DIGEST = "6555227b94dd0b18ea2a27f8d854bb02bae6942566c7be05a642a0053134598a"
 
 
 def test_reopen_reads_what_was_written(tmp_path: Path) -> None:
@@ -213,11 +221,33 @@ def test_a_format_1_database_is_read_and_extended(tmp_path: Path) -> None:
     store.apply_block(*_block(5, 321, 300, compact))
     _check_reads(store, 621)
     store.close()
-    assert dict(_dump(tmp_path / "db"))[b"Mformat"] == b"provledger-leveldb/2"
+    upgraded = _dump(tmp_path / "db")
+    assert dict(upgraded)[b"Mformat"] == b"provledger-leveldb/3"
+    assert not [k for k, _ in upgraded if k[:1] == b"N" and k[1] < 4]
     reopened = LevelDBStore(tmp_path / "db")
     _check_reads(reopened, 621)
     assert reopened.block_height_of_index(620) == 5
     reopened.close()
+
+
+def test_an_upgrade_cut_short_is_finished_on_the_next_open(tmp_path: Path) -> None:
+    compact = merkle.CompactRange()
+    old = [_block(0, 0, 37, compact), _block(1, 37, 100, compact)]
+    _write_format_1(tmp_path / "db", old)
+    LevelDBStore(tmp_path / "db").close()
+    tiles = {k: v for k, v in _dump(tmp_path / "db") if k[:1] == b"D"}
+    # As a crash after the format key and before the old node keys were deleted leaves
+    # it: the tiles, the format-3 key, and some of the old keys.
+    db = plyvel.DB(str(tmp_path / "db"))
+    for level, index in ((0, 5), (1, 60), (3, 16)):
+        db.put(codec.node_key(level, index), b"\x00" * 32)
+    db.close()
+    store = LevelDBStore(tmp_path / "db")
+    _check_reads(store, 137)
+    store.close()
+    after = _dump(tmp_path / "db")
+    assert not [k for k, _ in after if k[:1] == b"N" and k[1] < 4]
+    assert {k: v for k, v in after if k[:1] == b"D"} == tiles
 
 
 def test_a_missing_node_is_named(tmp_path: Path) -> None:
@@ -227,6 +257,15 @@ def test_a_missing_node_is_named(tmp_path: Path) -> None:
         store.node(0, 3)
     with pytest.raises(StorageError, match="missing tree nodes at level 0 from index 2"):
         store.nodes(0, 2, 2)
+    with pytest.raises(StorageError, match="missing tree node at level 1, index 1"):
+        store.node(1, 1)
+    store.close()
+    db = plyvel.DB(str(tmp_path / "db"))
+    db.put(codec.tile_key(0), b"\x00" * 33)  # a length no tile has
+    db.close()
+    store = LevelDBStore(tmp_path / "db")
+    with pytest.raises(StorageError, match="missing tree node at level 0, index 0"):
+        store.node(0, 0)
     store.close()
 
 
