@@ -49,6 +49,7 @@ __all__ = [
     "SequencerLimits",
     "Ticket",
     "admitted",
+    "admitted_fields",
     "extend_tree",
 ]
 
@@ -75,14 +76,22 @@ _AS_NEW_LEAF = operator.itemgetter(*(Admitted._fields.index(name) for name in Ne
 
 
 def admitted(entry: LedgerEntry) -> Admitted:
-    return Admitted(
-        entry.leaf,
-        entry.source,
-        entry.id,
+    return Admitted(*admitted_fields(entry))
+
+
+def admitted_fields(
+    entry: LedgerEntry,
+) -> tuple[bytes, str, str, str, str | None, bytes, bytes]:
+    """An `Admitted`'s fields as a plain tuple, as an admission worker sends them."""
+    leaf, source, event_id = entry.leaf, entry.source, entry.id
+    return (
+        leaf,
+        source,
+        event_id,
         entry.type,
         entry.subject,
-        merkle.leaf_hash(entry.leaf),
-        event_digest(entry.source, entry.id),
+        merkle.leaf_hash(leaf),
+        event_digest(source, event_id),
     )
 
 

@@ -1301,11 +1301,14 @@ def _jcs_float(text: str) -> float:
 
 _DECODER: Final = msgspec.json.Decoder(float_hook=_jcs_float)
 # Every integer beyond ±(2^53-1) has a run of 16 digits (JSON has no leading zeros).
-# Screened as `0` * 16 in the text with every digit mapped to `0` and all else to a
-# space: two C passes, where a regex costs ten times more. Only text with such a run
-# (most often inside a string: a nanosecond timestamp or a snowflake id) has its decoded
-# integers checked one by one.
-_DIGITS_AS_ZEROS: Final = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+# Screened as `0` * 16 in the text with every digit mapped to `0`, `{` and `[` to `{`
+# (counted for the nesting limit in the same pass) and all else to a space: three C
+# passes, where a regex costs ten times more. Only text with such a run (most often
+# inside a string: a nanosecond timestamp or a snowflake id) has its decoded integers
+# checked one by one.
+_SCREEN: Final = bytes(
+    0x30 if 0x30 <= b <= 0x39 else 0x7B if b in b"{[" else 0x20 for b in range(256)
+)
 _SIXTEEN_DIGITS: Final = b"0" * 16
 _encode_sorted: Final = msgspec.json.Encoder(order="sorted").encode
 
@@ -1333,9 +1336,12 @@ def _canonical_event(raw: bytes) -> Any:
 def _decoded_if_canonical(raw: bytes, max_depth: int = _MAX_DEPTH) -> Any:
     """The JSON value `raw` encodes if `raw` is provably its RFC 8785 form, else None
     (also for the text `null`, which the callers do not need). See `_canonical_event`."""
-    if not raw.isascii() or raw.count(b"{") + raw.count(b"[") > max_depth:
+    if not raw.isascii():
         return None
-    long_digit_run = _SIXTEEN_DIGITS in raw.translate(_DIGITS_AS_ZEROS)
+    screened = raw.translate(_SCREEN)
+    if screened.count(b"{") > max_depth:  # every `{` and `[` of the text, as `{`
+        return None
+    long_digit_run = _SIXTEEN_DIGITS in screened
     try:
         value = _DECODER.decode(raw)
     except (msgspec.DecodeError, RecursionError):
