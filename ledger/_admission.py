@@ -38,7 +38,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import NamedTuple
 
-from ledger.sequencer import Admitted, admitted_fields
+from ledger.sequencer import Admitted, AdmittedFields, admitted_fields
 from provledger.errors import LedgerError
 from provledger.events import entry_from_json
 
@@ -55,10 +55,10 @@ def default_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
-# An `Admitted` as it crosses the pipe (`admitted_fields`): a plain tuple pickles in a
-# quarter of the time a NamedTuple takes (which pickles through a Python-level __reduce__
-# per event), and is made without one.
-Wire = tuple[bytes, str, str, str, str | None, bytes, bytes]
+# An `Admitted` as it crosses the pipe: a plain tuple pickles in a quarter of the time a
+# NamedTuple takes (which pickles through a Python-level __reduce__ per event), and
+# `admitted_fields` makes it without one.
+Wire = AdmittedFields
 
 
 def _admit(raws: Sequence[bytes], submitter: str, max_event_bytes: int) -> list[Wire | None]:

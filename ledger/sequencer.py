@@ -39,6 +39,7 @@ from provledger.note import Checkpoint, Signer, sign_checkpoint
 
 __all__ = [
     "Admitted",
+    "AdmittedFields",
     "BlockReceipt",
     "Committed",
     "LogState",
@@ -75,13 +76,15 @@ class Admitted(NamedTuple):
 _AS_NEW_LEAF = operator.itemgetter(*(Admitted._fields.index(name) for name in NewLeaf._fields))
 
 
+# An Admitted's fields as a plain tuple, as an admission worker sends them.
+AdmittedFields = tuple[bytes, str, str, str, str | None, bytes, bytes]
+
+
 def admitted(entry: LedgerEntry) -> Admitted:
     return Admitted(*admitted_fields(entry))
 
 
-def admitted_fields(
-    entry: LedgerEntry,
-) -> tuple[bytes, str, str, str, str | None, bytes, bytes]:
+def admitted_fields(entry: LedgerEntry) -> AdmittedFields:
     """An `Admitted`'s fields as a plain tuple, as an admission worker sends them."""
     leaf, source, event_id = entry.leaf, entry.source, entry.id
     return (

@@ -178,29 +178,34 @@ class LevelDBStore:
 
     def node(self, level: int, index: int) -> bytes:
         if level < codec.TILE_LEVELS:
-            shift = codec.TILE_LEVELS - level
-            tile = index >> shift
-            position = HASH * (index - (tile << shift))
-            # A proof reads up to four nodes of one tile in a row: the last tile read is
-            # kept. Its nodes never change; a tile read before the log grew past it only
-            # lacks the newer ones, so a node it lacks is looked up again.
-            recent = self._recent_tile
-            for stored in (recent if recent[0] == tile else None, None):
-                if stored is None:
-                    found = self._tile(tile)
-                    if found is None:
-                        break
-                    stored = self._recent_tile = (tile, *found)
-                hashes = codec.tile_level(stored[2], stored[1], level)
-                if position < len(hashes):
-                    return hashes[position : position + HASH]
-            raise StorageError(f"missing tree node at level {level}, index {index}")
+            return self._tiled_node(level, index)
         value: bytes | None = self._upper.get(level, index)
         if value is None:
             value = self._db.get(codec.node_key(level, index))
             if value is None:
                 raise StorageError(f"missing tree node at level {level}, index {index}")
         return value
+
+    def _tiled_node(self, level: int, index: int) -> bytes:
+        shift = codec.TILE_LEVELS - level
+        tile = index >> shift
+        position = HASH * (index - (tile << shift))
+        # A proof reads up to four nodes of one tile in a row: the last tile read is kept.
+        # Its nodes never change; a tile read before the log grew past it only lacks the
+        # newer ones, so a node it lacks is looked up again.
+        kept, width, value = self._recent_tile
+        if kept == tile:
+            hashes = codec.tile_level(value, width, level)
+            if position < len(hashes):
+                return hashes[position : position + HASH]
+        found = self._tile(tile)
+        if found is not None:
+            width, value = found
+            self._recent_tile = (tile, width, value)
+            hashes = codec.tile_level(value, width, level)
+            if position < len(hashes):
+                return hashes[position : position + HASH]
+        raise StorageError(f"missing tree node at level {level}, index {index}")
 
     def _tile(self, tile: int) -> tuple[int, bytes] | None:
         """(width, value) of a stored tile; None if it is missing or malformed."""
