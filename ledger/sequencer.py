@@ -439,11 +439,13 @@ class Sequencer:
         committed entry gets that entry's receipt, anything else under its
         `(source, id)` a conflict."""
         # The committed-index lookups run outside the lock; the generation counter
-        # tells whether a block was committed meanwhile, in which case the check is
-        # repeated under the lock, so an entry can never be queued twice.
+        # tells whether a block was committed meanwhile, in which case they are
+        # repeated under the lock (all at once: the filter's cost is per call, not per
+        # entry), so an entry can never be queued twice.
         ticket = Ticket(len(entries))
         generation = self._generation
-        indexes = self._committed_indexes([e.identity for e in entries])
+        identities = [e.identity for e in entries]
+        indexes = self._committed_indexes(identities)
         committed: list[tuple[int, Admitted, int]] = []
         with self._lock:
             refusal = self._failed
@@ -455,7 +457,8 @@ class Sequencer:
                 for position in range(len(entries)):
                     ticket.resolve(position, refusal)
                 return ticket
-            recheck = generation != self._generation
+            if generation != self._generation:
+                indexes = self._committed_indexes(identities)
             queued_before = len(self._queue)
             for position, entry in enumerate(entries):
                 key = (entry.source, entry.id)
@@ -467,8 +470,6 @@ class Sequencer:
                         ticket.resolve(position, _conflict(entry))
                     continue
                 index = indexes[position]
-                if index is None and recheck:
-                    index = self._committed_indexes([entry.identity])[0]
                 if index is not None:
                     committed.append((position, entry, index))
                     continue
