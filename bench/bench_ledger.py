@@ -326,8 +326,9 @@ def main() -> None:
                 raw,
             )
         # Two clients keep at most two batches in flight: the node's stages (admission
-        # worker, sequencer, fsync) then wait on each other. Four show what it does with
-        # its pipeline full.
+        # worker, sequencer, fsync) then wait on each other. Four clients, or two bulk
+        # loaders with 5,000 events a batch (each request fills several blocks), show
+        # what it does with its pipeline full.
         results = run_clients(
             _batch_worker, [(address, w, phase // 4, 1000, True) for w in range(4)]
         )
@@ -337,6 +338,16 @@ def main() -> None:
             f"{rate4:,.0f} events/s",
             f"{raw:,.0f} leaves/s raw store",
             f"{rate4 / raw:.2f}",
+        )
+        cpu_before = cpu_seconds(node.pid)
+        results = run_clients(
+            _batch_worker, [(address, w, phase // 2, 5000, True) for w in range(2)]
+        )
+        batch_rows(
+            "AppendBatch (2 clients, 5,000 events/batch, RFC 8785 events: bulk loads)",
+            results,
+            cpu_seconds(node.pid) - cpu_before,
+            raw,
         )
         for chunk in (1, 100):
             results = run_clients(
