@@ -241,6 +241,23 @@ def batch_rows(label: str, results: list[tuple[int, float]], node_cpu: float, ra
     )
 
 
+def batch_phase(
+    label: str,
+    address: str,
+    node_pid: int,
+    raw: float,
+    per_client: int,
+    batch: int,
+    canonical: bool,
+) -> None:
+    """Two batch clients of `per_client` events each, timed, and their `batch_rows`."""
+    cpu_before = cpu_seconds(node_pid)
+    results = run_clients(
+        _batch_worker, [(address, w, per_client, batch, canonical) for w in range(2)]
+    )
+    batch_rows(label, results, cpu_seconds(node_pid) - cpu_before, raw)
+
+
 def settle(pid: int, quiet: float = 0.05, most: float = 60.0) -> float:
     """Waits until the process (with its children) spends less than `quiet` of a core
     over a second, at most `most` seconds; returns the seconds waited."""
@@ -315,15 +332,14 @@ def main() -> None:
             (True, "RFC 8785 events, as the SDK sends"),
             (False, "unsorted JSON"),
         ):
-            cpu_before = cpu_seconds(node.pid)
-            results = run_clients(
-                _batch_worker, [(address, w, phase // 2, 1000, canonical) for w in range(2)]
-            )
-            batch_rows(
+            batch_phase(
                 f"AppendBatch (2 clients, 1,000 events/batch, ~500 B {label})",
-                results,
-                cpu_seconds(node.pid) - cpu_before,
+                address,
+                node.pid,
                 raw,
+                phase // 2,
+                1000,
+                canonical,
             )
         # Two clients keep at most two batches in flight: the node's stages (admission
         # worker, sequencer, fsync) then wait on each other. Four clients, or two bulk
@@ -339,15 +355,14 @@ def main() -> None:
             f"{raw:,.0f} leaves/s raw store",
             f"{rate4 / raw:.2f}",
         )
-        cpu_before = cpu_seconds(node.pid)
-        results = run_clients(
-            _batch_worker, [(address, w, phase // 2, 5000, True) for w in range(2)]
-        )
-        batch_rows(
+        batch_phase(
             "AppendBatch (2 clients, 5,000 events/batch, RFC 8785 events: bulk loads)",
-            results,
-            cpu_seconds(node.pid) - cpu_before,
+            address,
+            node.pid,
             raw,
+            phase // 2,
+            5000,
+            True,
         )
         for chunk in (1, 100):
             results = run_clients(
