@@ -14,13 +14,15 @@ import os
 import sys
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from clients._audit import AuditReport, audit_bundle, load_node_keys
 from clients._client import LedgerClient, RetryPolicy, parse_url
-from clients._model import Entry, Receipt
+from clients._model import BatchResult, Entry, Receipt
 from clients._state import StateTracker, default_state_path
 from clients._supervisor import (
     DEFAULT_GRPC_PORT,
@@ -51,6 +53,9 @@ EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+# `append` keeps this many batch requests under way, so that the ledger checks one while it
+# commits the other.
+BATCHES_IN_FLIGHT = 2
 
 
 class _Usage(Exception):
@@ -273,7 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="append JSON or NDJSON events; print receipts",
         description="Append events read from FILE (or stdin): one JSON object, a JSON array, "
         "or NDJSON (one event per line). Prints one receipt per event as NDJSON, in input "
-        "order, `null` where the ledger refused the event (the reason goes to stderr).",
+        "order, `null` where the ledger refused the event (the reason goes to stderr). Two "
+        "batches are under way at a time. If the ledger stays unavailable, the receipts "
+        "printed are for the lines before the failed batch; run the same input again to "
+        "finish: an event already appended gets its original receipt.",
     )
     p.add_argument("file", nargs="?", default="-", metavar="FILE|-")
     p.add_argument(
@@ -488,27 +496,35 @@ def cmd_append(args: argparse.Namespace, env: dict[str, str], out: IO[str], err:
             checkpoint.root_hash,
         )
 
-    with _client(args, env) as client, stream_cm as stream:
-        pending: list[tuple[int, bytes]] = []
+    def report(batch: list[tuple[int, bytes]], result: BatchResult) -> None:
+        nonlocal failures
+        errors = {f.position: f.error for f in result.failures}
+        for pos, receipt in enumerate(result.receipts):
+            if receipt is None:
+                failures += 1
+                e = errors.get(pos)
+                detail = _describe(e) if e else "refused"
+                err.write(f"provledger append: line {batch[pos][0]}: {detail}\n")
+                out.write("null\n")
+            else:
+                check(receipt)
+                out.write(_dump(receipt.to_json()) + "\n")
+        out.flush()
 
-        def flush() -> None:
-            nonlocal failures
-            if not pending:
-                return
-            result = client.append_batch([raw for _, raw in pending])
-            errors = {f.position: f.error for f in result.failures}
-            for pos, receipt in enumerate(result.receipts):
-                if receipt is None:
-                    failures += 1
-                    e = errors.get(pos)
-                    detail = _describe(e) if e else "refused"
-                    err.write(f"provledger append: line {pending[pos][0]}: {detail}\n")
-                    out.write("null\n")
-                else:
-                    check(receipt)
-                    out.write(_dump(receipt.to_json()) + "\n")
-            out.flush()
-            pending.clear()
+    with (
+        _client(args, env) as client,
+        stream_cm as stream,
+        ThreadPoolExecutor(BATCHES_IN_FLIGHT, thread_name_prefix="append") as sender,
+    ):
+        # The batches under way, oldest first: their answers are printed in input order.
+        under_way: deque[tuple[list[tuple[int, bytes]], Future[BatchResult]]] = deque()
+
+        def send(batch: list[tuple[int, bytes]]) -> None:
+            raws = [raw for _, raw in batch]
+            under_way.append((batch, sender.submit(client.append_batch, raws)))
+            if len(under_way) >= BATCHES_IN_FLIGHT:
+                oldest, answer = under_way.popleft()
+                report(oldest, answer.result())
 
         events = _input_events(stream)
         first = next(events, None)
@@ -528,12 +544,17 @@ def cmd_append(args: argparse.Namespace, env: dict[str, str], out: IO[str], err:
             check(receipt)
             out.write(_dump(receipt.to_json()) + "\n")
             return EXIT_OK
-        pending.extend([first, second])
+        pending = [first, second]
         for item in events:
             pending.append(item)
             if len(pending) >= args.batch_size:
-                flush()
-        flush()
+                send(pending)
+                pending = []
+        if pending:
+            send(pending)
+        while under_way:
+            batch, answer = under_way.popleft()
+            report(batch, answer.result())
     return EXIT_FAILED if failures else EXIT_OK
 
 

@@ -185,6 +185,29 @@ def test_append_reports_refused_events_in_place(url: str, tmp_path: Path) -> Non
     assert "line 2" in result.stderr and "data.model.digest.sha256" in result.stderr
 
 
+def test_append_in_several_batches_prints_receipts_in_input_order(url: str, tmp_path: Path) -> None:
+    # Batches of 2 over 11 events: several batches under way at once, answered in any
+    # order by the ledger, printed in the order of the input's lines all the same.
+    events = five_kinds(f"order-a-{url[:4]}") + five_kinds(f"order-b-{url[:4]}")
+    broken = json.loads(json.dumps(events[6]))
+    del broken["data"]["run_id"]
+    lines = [*events[:6], broken, *events[6:]]
+    path = tmp_path / "many.ndjson"
+    path.write_text("".join(json.dumps(e) + "\n" for e in lines))
+
+    result = cli(url, "append", str(path), "--batch-size", "2", "--key", log_key(url))
+    assert result.returncode == 1, result.stderr
+    printed = result.stdout.splitlines()
+    assert len(printed) == len(lines)
+    assert printed[6] == "null"
+    assert "line 7" in result.stderr and "data.run_id" in result.stderr
+    for event, line in zip(lines, printed, strict=True):
+        if event is broken:
+            continue
+        entry = json.loads(ok(cli(url, "get", str(json.loads(line)["index"]), "--json")))
+        assert entry["entry"]["event"] == event
+
+
 def test_get_by_identity_query_block_and_checkpoint(url: str, tmp_path: Path) -> None:
     tag = f"get-{url[:4]}"
     events = five_kinds(tag)

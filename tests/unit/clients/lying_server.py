@@ -4,6 +4,7 @@ it can serve an honest log, a rolled-back one, a fork, or fail on purpose."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager
@@ -42,6 +43,11 @@ class LyingLedger(ledger_pb2_grpc.LedgerServicer):
     calls: dict[str, int] = field(default_factory=dict)
     append_problem: Any = None
     store_other_event: bool = False
+    batches_together: threading.Barrier | None = None
+    """AppendBatch waits (5 s at most) until this many batch requests are under way"""
+    most_batches_together: int = 0
+    _batches_now: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _count(self, name: str, context: Any) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -125,6 +131,42 @@ class LyingLedger(ledger_pb2_grpc.LedgerServicer):
             inclusion=merkle.inclusion_proof(index, len(hashes), merkle.list_reader(hashes)),
             checkpoint=self.note(),
         )
+
+    def AppendBatch(self, request: Any, context: Any) -> Any:
+        self._count("AppendBatch", context)
+        with self._lock:
+            self._batches_now += 1
+            self.most_batches_together = max(self.most_batches_together, self._batches_now)
+        try:
+            if self.batches_together is not None:
+                try:
+                    self.batches_together.wait(timeout=5)
+                except threading.BrokenBarrierError:
+                    abort(context, grpc.StatusCode.FAILED_PRECONDITION, 412, "batch came alone")
+            with self._lock:
+                first = len(self.served)
+                self.served.extend(leaf_bytes(json.loads(e), "local") for e in request.events)
+                hashes = self._hashes()
+                note = self.note()
+            size = len(hashes)
+            return ledger_pb2.AppendBatchResponse(
+                results=[
+                    ledger_pb2.AppendResult(
+                        receipt=ledger_pb2.Receipt(
+                            index=i,
+                            leaf_hash=hashes[i],
+                            block_height=i,
+                            tree_size=size,
+                            inclusion=merkle.inclusion_proof(i, size, merkle.list_reader(hashes)),
+                            checkpoint=note,
+                        )
+                    )
+                    for i in range(first, first + len(request.events))
+                ]
+            )
+        finally:
+            with self._lock:
+                self._batches_now -= 1
 
 
 @contextmanager
