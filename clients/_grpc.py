@@ -52,7 +52,7 @@ def _receipt(pb: Any) -> Receipt:
         leaf_hash=bytes(pb.leaf_hash),
         block_height=pb.block_height,
         tree_size=pb.tree_size,
-        inclusion=tuple(bytes(h) for h in pb.inclusion),
+        inclusion=tuple(pb.inclusion),  # upb gives each hash as bytes already
         checkpoint=pb.checkpoint,
         duplicate=pb.duplicate,
     )
