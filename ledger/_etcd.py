@@ -494,6 +494,11 @@ class EtcdCoordinator:
             tx.put(self._block_key(record.height), record.payload),
             tx.put(self._head_key, new_raw),
         ]
+        expired = record.height - self.settings.gc_max_window
+        if expired >= 0:
+            # The window never holds more than gc_max_window blocks, however many commit
+            # between two housekeeping rounds (which collect below min(applied) - keep).
+            success.append(tx.delete(self._block_key(expired)))
         failure = [tx.get(self._head_key), tx.get(self._leader_key)]
         deadline = time.monotonic() + max(2 * self.settings.lease_ttl, 3 * self.settings.timeout)
         while True:
@@ -778,7 +783,7 @@ class EtcdCoordinator:
             if node in members:
                 heights.append(int(value))
         lowest = min(heights) if heights else 0
-        floor = max(lowest - self.settings.gc_keep, head.height - self.settings.gc_max_window)
+        floor = max(lowest - self.settings.gc_keep, head.height + 1 - self.settings.gc_max_window)
         floor = min(floor, head.height)  # the head block always stays
         if floor <= 0:
             return
