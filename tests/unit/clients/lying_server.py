@@ -33,6 +33,18 @@ def abort(context: Any, code: Any, status: int, detail: str, retry_after: int = 
     context.abort(code, detail)
 
 
+def _receipt(index: int, hashes: list[bytes], note: str) -> Any:
+    """The whole receipt of leaf `index` in a tree of `hashes`, one leaf per block."""
+    return ledger_pb2.Receipt(
+        index=index,
+        leaf_hash=hashes[index],
+        block_height=index,
+        tree_size=len(hashes),
+        inclusion=merkle.inclusion_proof(index, len(hashes), merkle.list_reader(hashes)),
+        checkpoint=note,
+    )
+
+
 @dataclass
 class LyingLedger(ledger_pb2_grpc.LedgerServicer):
     signer: Signer
@@ -122,15 +134,7 @@ class LyingLedger(ledger_pb2_grpc.LedgerServicer):
             event = {**event, "subject": "something-else"}
         self.served.append(leaf_bytes(event, "local"))
         hashes = self._hashes()
-        index = len(hashes) - 1
-        return ledger_pb2.Receipt(
-            index=index,
-            leaf_hash=hashes[index],
-            block_height=index,
-            tree_size=len(hashes),
-            inclusion=merkle.inclusion_proof(index, len(hashes), merkle.list_reader(hashes)),
-            checkpoint=self.note(),
-        )
+        return _receipt(len(hashes) - 1, hashes, self.note())
 
     def AppendBatch(self, request: Any, context: Any) -> Any:
         self._count("AppendBatch", context)
@@ -148,19 +152,9 @@ class LyingLedger(ledger_pb2_grpc.LedgerServicer):
                 self.served.extend(leaf_bytes(json.loads(e), "local") for e in request.events)
                 hashes = self._hashes()
                 note = self.note()
-            size = len(hashes)
             return ledger_pb2.AppendBatchResponse(
                 results=[
-                    ledger_pb2.AppendResult(
-                        receipt=ledger_pb2.Receipt(
-                            index=i,
-                            leaf_hash=hashes[i],
-                            block_height=i,
-                            tree_size=size,
-                            inclusion=merkle.inclusion_proof(i, size, merkle.list_reader(hashes)),
-                            checkpoint=note,
-                        )
-                    )
+                    ledger_pb2.AppendResult(receipt=_receipt(i, hashes, note))
                     for i in range(first, first + len(request.events))
                 ]
             )
